@@ -1,0 +1,54 @@
+"""rag: question answering over Chinese news articles, with citations.
+
+Example::
+
+    import rag
+    retriever = rag.Retriever.build("data", "index")   # or rag.Retriever.load("index")
+    answer = rag.Assistant(retriever).ask("江岸签约了哪些项目？")
+    print(answer.text)                                  # … [1]
+    for i, p in enumerate(answer.citations, 1):
+        print(i, p.title, p.source, p.date)
+"""
+from __future__ import annotations
+
+import logging
+
+__version__ = "0.1.0"
+
+from .config import Config  # noqa: E402
+from .errors import (  # noqa: E402
+    ConfigError,
+    EmbedderError,
+    IndexCorruptError,
+    IndexLockedError,
+    IndexMismatchError,
+    IndexMissingError,
+    QueryError,
+    RagError,
+    SourceError,
+)
+from .records import Answer, Article, Chunk, Passage  # noqa: E402
+from .retrieval import Retriever  # noqa: E402
+from .answering import Assistant  # noqa: E402
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+__all__ = [
+    "Answer",
+    "Article",
+    "Assistant",
+    "Chunk",
+    "Config",
+    "ConfigError",
+    "EmbedderError",
+    "IndexCorruptError",
+    "IndexLockedError",
+    "IndexMismatchError",
+    "IndexMissingError",
+    "Passage",
+    "QueryError",
+    "RagError",
+    "Retriever",
+    "SourceError",
+    "__version__",
+]

@@ -1,0 +1,215 @@
+"""Answering: the Assistant turns a question (and the conversation so far) into a cited Answer."""
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+
+from .config import Config
+from .records import Answer, Passage
+from .retrieval import Hit, Retriever, clean_query
+from .text import is_traditional, keywords, normalize, split_sentences, to_simplified, to_traditional
+
+__all__ = ["Assistant", "DECLINE_TEXT", "Evidence"]
+
+log = logging.getLogger(__name__)
+
+DECLINE_TEXT = "抱歉，现有的新闻文章里没有找到这个问题的答案。"
+DECLINE_TEXT_TRAD = "抱歉，現有的新聞文章裡沒有找到這個問題的答案。"
+
+# Words that point back to an earlier turn: "这些项目…", "该公司…", "其中…"
+_ANAPHOR = re.compile(r"(这些|这个|这家|这位|这项|这次|那些|那个|那家|该|其|它|他们|她们|它们|此次|此项|上述|前者|后者|还有|另外|那么)")
+_NUMBER_Q = re.compile(r"(多少|几[个家项所次年名位亿万]?|多大|多高|多长|多远|多久|百分之|比例|占比|增长了|规模)")
+_TIME_Q = re.compile(r"(哪一年|哪年|什么时候|何时|哪天|几月|几号|日期|时间)")
+_WHO_Q = re.compile(r"(谁|哪位|哪些单位|哪家|哪些企业|哪些公司)")
+_DATELINE_LEAD = re.compile(r"^[^。，,]{0,30}?\d{1,2}月\d{1,2}日(?:电|讯|消息)\s*(?:[(（][^)）]{0,40}[)）])?")
+_HAS_DIGIT = re.compile(r"\d")
+_HAS_TIME = re.compile(r"(\d{4}年|\d{1,2}月|\d{1,2}日|\d{4}-\d{2})")
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """How well the best retrieved passages cover the question (0..1) and what was retrieved."""
+
+    score: float
+    hits: list[Hit]
+    query: str
+
+
+def _sentences(text: str) -> list[tuple[int, int]]:
+    return [(s, e) for s, e in split_sentences(text) if text[s:e].strip()]
+
+
+class Assistant:
+    """Answers questions from the indexed articles, always with citations.
+
+    Example::
+
+        assistant = Assistant(Retriever.load("index"))
+        a = assistant.ask("江岸签约了哪些项目？")
+        a.text        # '三峡数字科技平台项目、中科水研智慧水利水务平台项目等6个项目签约江岸 [1]'
+        a.citations   # [Passage(title='江岸簽約12家…', source='长江日报', ...)]
+        a.grounded    # True; False when the articles hold no answer
+        assistant.ask("这些项目计划总投资多少？", history=[{"role": "user", "content": "…"}, ...])
+    """
+
+    def __init__(self, retriever: Retriever, config: Config | None = None) -> None:
+        self.retriever = retriever
+        self.config = config or retriever.config
+
+    # --- evidence ------------------------------------------------------------------------------
+    def _coverage(self, terms: list[str], text: str) -> float:
+        """IDF-weighted share of ``terms`` that occur in ``text`` (normalised)."""
+        if not terms:
+            return 0.0
+        norm = normalize(text)
+        idf = self.retriever.keywords.idf
+        total = sum(idf(t) for t in terms)
+        found = sum(idf(t) for t in terms if t in norm)
+        return found / total if total else 0.0
+
+    def _passage_text(self, hit: Hit) -> str:
+        c = self.retriever.chunks[hit.row]
+        return f"{c.title}\n{c.text}"
+
+    def evidence(self, question: str, retrieval_query: str | None = None, **filters) -> Evidence:
+        """Retrieve for the question and score how well the top passages cover its content words."""
+        q = retrieval_query or question
+        hits = self.retriever.hits(q, k=max(5, self.config.answer_passages), **filters)
+        terms = keywords(question)
+        score = max((self._coverage(terms, self._passage_text(h)) for h in hits[:3]), default=0.0)
+        return Evidence(score=score, hits=hits, query=q)
+
+    def _resolve(self, question: str, history: list | None, **filters) -> Evidence:
+        """Retrieval for a question, using the previous user turn when it is a follow-up."""
+        previous = [t.get("content", "") for t in (history or []) if isinstance(t, dict) and t.get("role") == "user"]
+        previous = [p for p in previous if isinstance(p, str) and p.strip()]
+        if not previous:
+            return self.evidence(question, **filters)
+        combined = f"{previous[-1]} {question}"
+        if _ANAPHOR.search(normalize(question)):
+            return self.evidence(question, combined, **filters)
+        alone = self.evidence(question, **filters)
+        if alone.score >= self.config.decline_threshold and alone.score >= 0.75:
+            return alone
+        joint = self.evidence(question, combined, **filters)
+        return joint if joint.score > alone.score else alone
+
+    # --- answer composition -----------------------------------------------------------------
+    def _select(self, question: str, hits: list[Hit]) -> list[tuple[float, int, int, int]]:
+        """Scored candidate sentences: (score, passage index, start, end) best first."""
+        terms = keywords(question)
+        qn = normalize(question)
+        wants_number = bool(_NUMBER_Q.search(qn))
+        wants_time = bool(_TIME_Q.search(qn))
+        idf = self.retriever.keywords.idf
+        total = sum(idf(t) for t in terms) or 1.0
+        scored: list[tuple[float, int, int, int]] = []
+        for pi, h in enumerate(hits[: self.config.answer_passages]):
+            text = self.retriever.chunks[h.row].text
+            for s, e in _sentences(text):
+                sn = normalize(text[s:e])
+                cov = sum(idf(t) for t in terms if t in sn) / total
+                if cov == 0:
+                    continue
+                score = cov + 0.08 / (pi + 1)
+                if wants_number and _HAS_DIGIT.search(sn):
+                    score += 0.15
+                if wants_time and _HAS_TIME.search(sn):
+                    score += 0.15
+                scored.append((score, pi, s, e))
+        scored.sort(key=lambda x: (-x[0], x[1], x[2]))
+        return scored
+
+    def _trim(self, sentence: str, question: str, budget: int) -> str:
+        """The sentence without a dateline lead, cut to the clauses that matter if too long."""
+        sentence = _DATELINE_LEAD.sub("", sentence.strip()).strip() or sentence.strip()
+        if len(sentence) <= budget:
+            return sentence
+        terms = keywords(question)
+        idf = self.retriever.keywords.idf
+        clauses = [sentence[s:e] for s, e in _clause_spans(sentence)]
+        best, best_score = clauses[0][:budget], -1.0
+        for i in range(len(clauses)):
+            length = 0
+            for j in range(i, len(clauses)):
+                length += len(clauses[j])
+                if length > budget:
+                    break
+                window = "".join(clauses[i : j + 1])
+                wn = normalize(window)
+                sc = sum(idf(t) for t in terms if t in wn) - 0.001 * len(window)
+                if sc > best_score:
+                    best, best_score = window, sc
+        best = best.strip().rstrip("，,、；;：:")
+        return best + ("" if best.endswith(("。", "！", "？", "”")) else "…")
+
+    def _compose(self, question: str, hits: list[Hit]) -> tuple[str, list[Passage], list[str]]:
+        candidates = self._select(question, hits)
+        if not candidates:
+            return "", [], []
+        budget = self.config.answer_max_chars
+        chosen = [candidates[0]]
+        best = candidates[0][0]
+        def where(c: tuple[float, int, int, int]) -> tuple[str, int]:
+            chunk = self.retriever.chunks[hits[c[1]].row]
+            return chunk.doc_id, chunk.start + c[2]
+
+        for cand in candidates[1:4]:
+            # overlapping chunks repeat sentences: the same place in the same article is one sentence
+            if cand[0] >= 0.8 * best and where(cand) != where(chosen[0]):
+                chosen.append(cand)
+                break
+        # keep reading order within a passage
+        lead = chosen[0][1]
+        chosen.sort(key=lambda c: (0, c[2]) if c[1] == lead else (1, 0))
+        trad = is_traditional(question)
+        parts: list[str] = []
+        cited: list[int] = []
+        highlights: dict[int, str] = {}
+        used = 0
+        for score, pi, s, e in chosen:
+            text = self.retriever.chunks[hits[pi].row].text
+            raw = text[s:e]
+            room = budget - used - 4
+            if room < 20:
+                break
+            piece = self._trim(raw, question, room)
+            if parts and len(piece) + used > budget:
+                break
+            piece = to_traditional(piece) if trad else to_simplified(piece)
+            if pi not in cited:
+                cited.append(pi)
+                highlights[pi] = raw.strip()
+            parts.append(f"{piece}[{cited.index(pi) + 1}]")
+            used += len(piece) + 3
+        passages = [self.retriever.passage(hits[pi]) for pi in cited]
+        return "".join(parts), passages, [highlights[pi] for pi in cited]
+
+    # --- the public call ----------------------------------------------------------------------
+    def ask(self, question: str, history: list | None = None, **filters) -> Answer:
+        """Answer ``question``; ``history`` holds earlier turns as ``{"role", "content"}`` dicts.
+
+        ``filters``: ``sources``, ``date_from``, ``date_to`` as for ``Retriever.search``.
+        Declines (``grounded=False``, no citations) when the articles do not hold the answer.
+        """
+        q = clean_query(question)
+        ev = self._resolve(q, history, **filters)
+        decline = DECLINE_TEXT_TRAD if is_traditional(q) else DECLINE_TEXT
+        if not ev.hits or ev.score < self.config.decline_threshold:
+            log.info("declined %r (evidence %.2f < %.2f)", q, ev.score, self.config.decline_threshold)
+            return Answer(text=decline, citations=[], grounded=False, query=ev.query)
+        text, citations, highlights = self._compose(q, ev.hits)
+        if not text:
+            return Answer(text=decline, citations=[], grounded=False, query=ev.query)
+        return Answer(text=text, citations=citations, grounded=True, highlights=highlights, query=ev.query)
+
+
+def _clause_spans(sentence: str) -> list[tuple[int, int]]:
+    spans, start = [], 0
+    for m in re.finditer(r"[，,；;：:、]", sentence):
+        spans.append((start, m.end()))
+        start = m.end()
+    if start < len(sentence):
+        spans.append((start, len(sentence)))
+    return spans

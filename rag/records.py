@@ -1,0 +1,115 @@
+"""Typed records that flow through the pipeline: Article, Chunk, Passage, Answer."""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+__all__ = ["Article", "Chunk", "Passage", "Answer", "content_hash"]
+
+
+def content_hash(*parts: str, length: int = 16) -> str:
+    """Stable hex digest of the given strings (used for ids, so unchanged text keeps its id)."""
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(p.encode("utf-8"))
+        h.update(b"\x00")
+    return h.hexdigest()[:length]
+
+
+@dataclass(frozen=True)
+class Article:
+    """One clean news article.
+
+    ``date`` is ISO 8601 and holds only what the text states: ``2021-12-03``,
+    ``--11-29`` (month and day, year not given) or ``None``.
+    """
+
+    id: str
+    title: str
+    text: str
+    date: str | None = None
+    source: str | None = None
+    url: str | None = None
+    origin: str | None = None  # file the article came from (relative path)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Article":
+        return cls(**{k: d.get(k) for k in ("id", "title", "text", "date", "source", "url", "origin")})
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A span of an article's text, ``article.text[start:end] == text``.
+
+    ``id`` is a hash of what gets embedded (title context + text), so identical
+    chunks share vectors and are never embedded twice.
+    """
+
+    id: str
+    doc_id: str
+    text: str
+    start: int
+    end: int
+    title: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Chunk":
+        return cls(**{k: d[k] for k in ("id", "doc_id", "text", "start", "end", "title")})
+
+
+@dataclass(frozen=True)
+class Passage:
+    """A retrieved chunk with its article's metadata and a relevance score."""
+
+    doc_id: str
+    title: str
+    date: str | None
+    source: str | None
+    text: str
+    score: float
+    chunk_id: str = ""
+    url: str | None = None
+    start: int = 0
+    end: int = 0
+    also_in: tuple[str, ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["also_in"] = list(self.also_in)
+        return d
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The assistant's reply.
+
+    ``text`` carries citation markers ``[1]``, ``[2]`` that index ``citations``
+    (1-based). ``grounded`` is False when the assistant declined because the
+    articles do not contain the answer. ``highlights[i]`` is the sentence of
+    ``citations[i]`` that supports the answer. ``note`` is a short notice for the
+    user (e.g. the language model was unreachable), empty when all went well.
+    """
+
+    text: str
+    citations: list[Passage]
+    grounded: bool
+    highlights: list[str] = field(default_factory=list)
+    query: str = ""
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "text": self.text,
+            "grounded": self.grounded,
+            "citations": [p.to_dict() for p in self.citations],
+            "highlights": list(self.highlights),
+            "query": self.query,
+            "note": self.note,
+        }

@@ -1,0 +1,231 @@
+"""Text normalisation, script conversion, pinyin-noise repair, sentence splitting and tokenising.
+
+This module owns jieba, opencc and pypinyin: nothing else imports them.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import unicodedata
+from functools import lru_cache
+
+__all__ = [
+    "normalize",
+    "fold",
+    "to_simplified",
+    "to_traditional",
+    "is_traditional",
+    "tokenize",
+    "keywords",
+    "strip_pinyin_noise",
+    "split_sentences",
+    "compact",
+    "STOP_WORDS",
+]
+
+log = logging.getLogger(__name__)
+
+_lock = threading.Lock()
+
+# Function words and question words that carry no topic; dropped from keyword queries.
+STOP_WORDS = frozenset(
+    """的 了 是 在 和 与 及 或 也 都 而 并 就 又 其 之 于 对 把 被 从 向 为 以 等 着 过 这 那 这些 那些 这个 那个
+    该 此 其中 一个 有 没有 我 你 他 她 它 我们 你们 他们 它们 吗 呢 吧 啊 呀 哪些 哪个 哪里 哪 什么 怎么 怎样 如何
+    为什么 多少 几 谁 何时 什么时候 是否 是不是 请问 请 由 给 到 上 中 下 会 能 要 将 已 已经 还 个 年 月 日 名字 叫
+    目前 今天 现在 所 地 得 之一 时候 情况""".split()
+)
+
+_PUNCT_RE = re.compile(r"^[\W_]+$", re.UNICODE)
+_SPACE_RE = re.compile(r"\s+")
+
+
+@lru_cache(maxsize=1)
+def _t2s():
+    import opencc
+
+    return opencc.OpenCC("t2s")
+
+
+@lru_cache(maxsize=1)
+def _s2t():
+    import opencc
+
+    return opencc.OpenCC("s2t")
+
+
+_jieba = None
+
+
+def _tokenizer():
+    """The process-wide jieba tokenizer, created on first use (loading takes ~1 s)."""
+    global _jieba
+    if _jieba is None:
+        with _lock:
+            if _jieba is None:
+                import jieba
+
+                jieba.setLogLevel(logging.WARNING)
+                tok = jieba.Tokenizer()
+                tok.initialize()
+                _jieba = tok
+    return _jieba
+
+
+def to_simplified(text: str) -> str:
+    """Traditional → Simplified script (opencc t2s); Simplified text is returned unchanged."""
+    return _t2s().convert(text) if text else text
+
+
+def to_traditional(text: str) -> str:
+    """Simplified → Traditional script (opencc s2t)."""
+    return _s2t().convert(text) if text else text
+
+
+def is_traditional(text: str) -> bool:
+    """True when the text contains characters that t2s would change."""
+    return bool(text) and to_simplified(text) != text
+
+
+def fold(text: str) -> str:
+    """NFKC width folding and Traditional → Simplified, case kept (what the embedder sees)."""
+    if not text:
+        return ""
+    folded = unicodedata.normalize("NFKC", text)
+    return unicodedata.normalize("NFKC", to_simplified(folded))
+
+
+def normalize(text: str) -> str:
+    """Matching form: NFKC width folding, Traditional → Simplified, lower case.
+
+    Idempotent, and the same for a text in either script.
+    """
+    return fold(text).lower()
+
+
+def compact(text: str) -> str:
+    """Normalised with all whitespace removed (for comparing answers with expected strings)."""
+    return _SPACE_RE.sub("", normalize(text))
+
+
+def tokenize(text: str, *, keep_stop_words: bool = False) -> list[str]:
+    """jieba search-mode tokens of the normalised text, without punctuation, spaces or stop words."""
+    norm = normalize(text)
+    if not norm:
+        return []
+    out: list[str] = []
+    for tok in _tokenizer().cut_for_search(norm):
+        tok = tok.strip()
+        if not tok or _PUNCT_RE.match(tok):
+            continue
+        if not keep_stop_words and tok in STOP_WORDS:
+            continue
+        out.append(tok)
+    return out
+
+
+def keywords(text: str) -> list[str]:
+    """Content words of a question or sentence (jieba precise mode, normalised), without
+    stop words, punctuation or lone characters other than digits; order kept, no repeats."""
+    norm = normalize(text)
+    out: list[str] = []
+    for tok in _tokenizer().cut(norm):
+        tok = tok.strip()
+        if not tok or _PUNCT_RE.match(tok) or tok in STOP_WORDS:
+            continue
+        if len(tok) == 1 and not tok.isdigit():
+            continue
+        if tok not in out:
+            out.append(tok)
+    return out
+
+
+# --- pinyin noise ------------------------------------------------------------------------------
+_TONED = "āáǎàēéěèīíǐìōóǒòūúǔùǖǘǚǜńňǹḿ"
+_PINYIN = rf"[a-zü{_TONED}]{{1,6}}"
+# A parenthesised pinyin syllable glued to the character it annotates: 長(zhǎng)
+_PINYIN_AFTER_HAN = re.compile(rf"(?<=[\u3400-\u9fff])\(({_PINYIN})\)")
+# A character lost in transcoding, shown as '?' but still annotated: 日?(bào)
+# (the opening bracket is often lost with the character: 日?qǐng)?bào))
+_LOST_CHAR = re.compile(rf"\?\(?({_PINYIN})\)([^\u3400-\u9fff\s，。、；：！？,.;:!?“”\"'（）()?]{{0,3}})")
+_HAS_TONE = re.compile(f"[{_TONED}]")
+
+
+@lru_cache(maxsize=1)
+def _chars_by_pinyin() -> dict[str, list[str]]:
+    from pypinyin import Style, lazy_pinyin  # noqa: F401  (import checks the package)
+    from pypinyin.pinyin_dict import pinyin_dict
+
+    table: dict[str, list[str]] = {}
+    for cp, readings in pinyin_dict.items():
+        for reading in readings.split(","):
+            table.setdefault(reading, []).append(chr(cp))
+    return table
+
+
+def _restore_lost_char(prev: str, nxt: str, reading: str) -> str:
+    """The character with this pinyin that forms a dictionary word with its neighbour, or ''."""
+    freq = _tokenizer().FREQ
+    best, best_f = "", 50  # a rare "word" is more likely a wrong guess than a restoration
+    for cand in _chars_by_pinyin().get(reading, ()):
+        for word in (prev + cand if prev else "", cand + nxt if nxt else ""):
+            f = freq.get(to_simplified(word), 0) if len(word) == 2 else 0
+            if f > best_f:
+                best, best_f = cand, f
+    if best:
+        # keep the script of the surrounding text
+        if is_traditional(prev + nxt):
+            best = to_traditional(best)
+        return best
+    return ""
+
+
+def strip_pinyin_noise(text: str) -> str:
+    """Remove pinyin annotations such as ``長(zhǎng)江`` → ``長江``.
+
+    Only acts when the text shows the pattern repeatedly (at least three toned
+    syllables), so a lone ``(abc)`` in ordinary text is left alone. Characters
+    lost in transcoding (``日?(bào)``) are restored from their pinyin when that
+    gives a dictionary word with a neighbour, otherwise dropped with the debris
+    that follows them.
+    """
+    hits = [m for m in _PINYIN_AFTER_HAN.finditer(text) if _HAS_TONE.search(m.group(1))]
+    lost = list(_LOST_CHAR.finditer(text))
+    if len(hits) + len(lost) < 3:
+        return text
+
+    # lost characters first (left to right, so a restored one is the next one's neighbour);
+    # their annotation must not be stripped before we read it
+    text = _PINYIN_AFTER_HAN.sub("", text)
+    out: list[str] = []
+    pos = 0
+    for m in _LOST_CHAR.finditer(text):
+        out.append(text[pos : m.start()])
+        prev = out[-1][-1:] if out and out[-1] else ("".join(out)[-1:])
+        nxt = text[m.end() : m.end() + 1]
+        out.append(_restore_lost_char(prev, "" if nxt == "?" else nxt, m.group(1)))
+        pos = m.end()
+    out.append(text[pos:])
+    return "".join(out)
+
+
+# --- sentences ---------------------------------------------------------------------------------
+_SENT_END = re.compile(r"(?:[。！？!?；;]+|…+|\.{3,})[”’」』\"'）)]*|\n+")
+
+
+def split_sentences(text: str) -> list[tuple[int, int]]:
+    """Sentence spans ``(start, end)`` covering ``text`` end to end.
+
+    Boundaries: 。！？；!?; and ellipses, with any closing quotes or brackets kept
+    with the sentence they close, and line breaks.
+    """
+    spans: list[tuple[int, int]] = []
+    start = 0
+    for m in _SENT_END.finditer(text):
+        end = m.end()
+        if end > start:
+            spans.append((start, end))
+        start = end
+    if start < len(text):
+        spans.append((start, len(text)))
+    return spans

@@ -1,0 +1,82 @@
+"""Dense vector index over unit vectors (inner product = cosine); owns faiss."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .errors import IndexCorruptError
+
+__all__ = ["VectorIndex"]
+
+
+class VectorIndex:
+    """Exact inner-product search; faiss ids are row positions of the chunk records.
+
+    Example::
+
+        vi = VectorIndex.from_vectors(np.eye(3, dtype="float32"))
+        scores, rows = vi.search(np.eye(3, dtype="float32")[:1], k=2)
+    """
+
+    FILE = "vectors.faiss"
+
+    def __init__(self, index) -> None:
+        self._index = index
+
+    @classmethod
+    def from_vectors(cls, vectors: np.ndarray) -> "VectorIndex":
+        import faiss
+
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        index = faiss.IndexFlatIP(vectors.shape[1])
+        if len(vectors):
+            index.add(vectors)
+        return cls(index)
+
+    @property
+    def size(self) -> int:
+        return int(self._index.ntotal)
+
+    @property
+    def dim(self) -> int:
+        return int(self._index.d)
+
+    def vectors(self) -> np.ndarray:
+        """All stored vectors, row order (used to reuse embeddings of unchanged chunks)."""
+        if self.size == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return self._index.reconstruct_n(0, self.size)
+
+    def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (scores, rows) per query; rows -1 where fewer results exist.
+
+        ``allowed``: optional boolean mask over rows (filters); search widens until
+        enough allowed rows are found.
+        """
+        import faiss
+
+        q = np.ascontiguousarray(queries, dtype=np.float32)
+        k = max(1, min(k, self.size)) if self.size else 1
+        if allowed is None:
+            return self._index.search(q, k)
+        ids = np.flatnonzero(allowed).astype("int64")
+        if len(ids) == 0:
+            return np.zeros((len(q), k), np.float32), -np.ones((len(q), k), np.int64)
+        params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(ids))
+        return self._index.search(q, min(k, len(ids)), params=params)
+
+    def save(self, folder: Path) -> None:
+        import faiss
+
+        faiss.write_index(self._index, str(Path(folder) / self.FILE))
+
+    @classmethod
+    def load(cls, folder: Path) -> "VectorIndex":
+        import faiss
+
+        path = Path(folder) / cls.FILE
+        try:
+            return cls(faiss.read_index(str(path)))
+        except Exception as e:
+            raise IndexCorruptError(f"{path}: cannot read the vector index ({e})") from e
