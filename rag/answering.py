@@ -130,7 +130,11 @@ class Assistant:
 
     def _trim(self, sentence: str, question: str, budget: int) -> str:
         """The sentence without a dateline lead, cut to the clauses that matter if too long."""
-        sentence = _DATELINE_LEAD.sub("", sentence.strip()).strip() or sentence.strip()
+        sentence = sentence.strip()
+        simp = to_simplified(sentence)
+        lead = _DATELINE_LEAD.match(simp)
+        if lead and len(simp) == len(sentence) and sentence[lead.end() :].strip():
+            sentence = sentence[lead.end() :].strip()
         if len(sentence) <= budget:
             return sentence
         terms = keywords(question)
