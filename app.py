@@ -120,13 +120,18 @@ def _highlighted(passage: str, sentence: str) -> str:
     return html.escape(passage[:i]) + "<mark>" + html.escape(passage[i:j]) + "</mark>" + html.escape(passage[j:])
 
 
+def _date(d: str | None) -> str:
+    m = re.fullmatch(r"--(\d{2})-(\d{2})", d or "")
+    return f"{int(m.group(1))}月{int(m.group(2))}日（未注明年份）" if m else (d or "日期不详")
+
+
 def sources_html(answer: rag.Answer | None) -> str:
     if answer is None or not answer.citations:
         return '<div class="sources-panel"><p>（暂无出处）</p></div>'
     cards = []
     for n, p in enumerate(answer.citations, 1):
         hl = answer.highlights[n - 1] if n - 1 < len(answer.highlights) else ""
-        meta = " · ".join(html.escape(x) for x in (p.source or "来源不详", p.date or "日期不详"))
+        meta = " · ".join(html.escape(x) for x in (p.source or "来源不详", _date(p.date)))
         title = html.escape(p.title)
         if p.url:
             title = f'<a href="{html.escape(p.url)}" target="_blank" rel="noopener">{title}</a>'

@@ -128,6 +128,7 @@ def test_sources_panel_highlights_and_links():
     panel = app.sources_html(a)
     assert 'id="src-1"' in panel and "<mark>关键句。</mark>" in panel and "标&lt;题&gt;" in panel
     assert "长江日报 · 2021-12-03" in panel
+    assert "11月29日（未注明年份）" in app.sources_html(rag.Answer("x[1]", [rag.Passage("d", "t", "--11-29", "s", "x", 1.0)], True))
     assert '<a href="#src-1" class="cite">[1]</a>' in app.answer_markdown(a)
 
 
