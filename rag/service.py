@@ -128,8 +128,8 @@ class Service:
                     self.retriever = Retriever.load(self.index_dir, config=self.config)
                 self.status = f"就绪：{len(self.retriever.articles)} 篇文章，{len(self.retriever.chunks)} 个段落"
                 log.info("ready: %s", self.status)
-            except RagError as e:
-                self.error = str(e)
+            except Exception as e:  # recorded so requests get 503 with the reason instead of waiting forever
+                self.error = str(e) if isinstance(e, RagError) else f"{type(e).__name__}: {e}"
                 self.status = f"索引不可用：{e}"
                 log.error("index unavailable: %s", e)
                 raise
@@ -140,8 +140,8 @@ class Service:
         def run() -> None:
             try:
                 self.start(show_progress)
-            except RagError:
-                pass  # recorded in self.error; requests get 503 with the reason
+            except Exception:
+                pass  # logged and recorded in self.error; requests get 503 with the reason
 
         t = threading.Thread(target=run, name="rag-index", daemon=True)
         t.start()

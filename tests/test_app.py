@@ -156,3 +156,34 @@ def test_gradio_client_can_ask(live_url):
     chat, panel, box = client.predict(Q, [], [], "", "", 3, api_name="/ask")
     assert chat[-1]["role"] == "assistant" and "等6个项目签约江岸" in str(chat[-1]["content"])
     assert "<mark>" in panel and "长江日报" in panel and box == ""
+
+
+def test_chat_streams_language_model_answer(seed_index, tmp_path):
+    """With a language model, the Gradio ask endpoint sends growing partial answers, then the linked final one."""
+    from gradio_client import Client
+    import uvicorn
+
+    from fake_openai import FakeOpenAI
+    from rag.llm import ChatModel
+
+    with FakeOpenAI(delay=0.05) as fake:
+        svc = Service(SEEDS, seed_index, feedback_dir=tmp_path, llm=ChatModel(fake.url))
+        svc.start()
+        port = free_port()
+        server = uvicorn.Server(uvicorn.Config(app.make_app(svc), host="127.0.0.1", port=port, log_level="warning"))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        try:
+            for _ in range(200):
+                if server.started:
+                    break
+                time.sleep(0.1)
+            job = Client(f"http://127.0.0.1:{port}/", verbose=False).submit(Q, [], [], "", "", 3, api_name="/ask")
+            job.result()
+            texts = [str(out[0][-1]["content"]) for out in job.outputs()]
+        finally:
+            server.should_exit = True
+            thread.join(10)
+    assert len(texts) >= 5
+    assert "江岸签约" in texts[0] and 'href="#src-1"' not in texts[0]
+    assert 'href="#src-1"' in texts[-1] and "中科水研智慧水利水务平台项目等6个项目" in texts[-1]
