@@ -1,6 +1,7 @@
 """The chat page in a real browser (Debian Chromium via Playwright): ask, see the cited, highlighted answer."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -47,7 +48,7 @@ def app_url(seed_index, tmp_path_factory):
             time.sleep(0.2)
         else:
             pytest.fail("app did not become ready: " + (tmp / "app.log").read_text()[-2000:])
-        yield url
+        yield url, tmp / "feedback" / "feedback.jsonl"
     finally:
         proc.terminate()
         proc.wait(20)
@@ -56,6 +57,7 @@ def app_url(seed_index, tmp_path_factory):
 
 @pytest.mark.parametrize("width, height, name", [(1280, 900, "chat-desktop"), (390, 844, "chat-phone")])
 def test_ask_in_the_browser(app_url, width, height, name):
+    url, feedback = app_url
     from playwright.sync_api import expect, sync_playwright
 
     ARTIFACTS.mkdir(exist_ok=True)
@@ -67,7 +69,7 @@ def test_ask_in_the_browser(app_url, width, height, name):
         )
         try:
             page = browser.new_page(viewport={"width": width, "height": height})
-            page.goto(app_url + "/", wait_until="load")
+            page.goto(url + "/", wait_until="load")
             box = page.locator("#question textarea")
             expect(box).to_be_visible(timeout=30_000)
             box.fill("江岸签约了哪些项目？")
@@ -80,5 +82,14 @@ def test_ask_in_the_browser(app_url, width, height, name):
             expect(source).to_contain_text("长江日报")
             expect(source.locator("mark")).to_contain_text("等6個項目簽約江岸")  # the article is in Traditional script
             page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+            before = feedback.read_text(encoding="utf-8").count("\n") if feedback.exists() else 0
+            page.locator("#chat").get_by_label("Like", exact=True).last.click()
+            for _ in range(100):  # the vote is written by the server after the click
+                if feedback.exists() and feedback.read_text(encoding="utf-8").count("\n") > before:
+                    break
+                page.wait_for_timeout(100)
+            record = json.loads(feedback.read_text(encoding="utf-8").splitlines()[-1])
+            assert record["vote"] == "up" and record["question"] == "江岸签约了哪些项目？"
+            assert "等6个项目签约江岸" in record["answer"] and record["sources"][0]["source"] == "长江日报"
         finally:
             browser.close()
