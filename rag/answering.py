@@ -3,19 +3,24 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Iterator
 
 from .config import Config
+from .errors import LLMError
+from .llm import ChatModel, build_messages, check_citations
 from .records import Answer, Passage
 from .retrieval import Hit, Retriever, clean_query
 from .text import is_traditional, keywords, normalize, split_sentences, to_simplified, to_traditional
 
-__all__ = ["Assistant", "DECLINE_TEXT", "Evidence"]
+__all__ = ["Assistant", "DECLINE_TEXT", "Evidence", "LLM_DOWN_NOTE"]
 
 log = logging.getLogger(__name__)
 
 DECLINE_TEXT = "抱歉，现有的新闻文章里没有找到这个问题的答案。"
 DECLINE_TEXT_TRAD = "抱歉，現有的新聞文章裡沒有找到這個問題的答案。"
+LLM_DOWN_NOTE = "语言模型暂时不可用，以下是从文章中直接摘录的答案。"
+LLM_UNCITED_NOTE = "语言模型的回答没有可核对的出处，以下是从文章中直接摘录的答案。"
 
 # Words that point back to an earlier turn: "这些项目…", "该公司…", "其中…"
 _ANAPHOR = re.compile(r"(这些|这个|这家|这位|这项|这次|那些|那个|那家|该|其|它|他们|她们|它们|此次|此项|上述|前者|后者|还有|另外|那么)")
@@ -54,9 +59,11 @@ class Assistant:
         assistant.ask("这些项目计划总投资多少？", history=[{"role": "user", "content": "…"}, ...])
     """
 
-    def __init__(self, retriever: Retriever, config: Config | None = None) -> None:
+    def __init__(self, retriever: Retriever, config: Config | None = None, llm: ChatModel | None = None) -> None:
         self.retriever = retriever
         self.config = config or retriever.config
+        # the language model is optional: none configured (RAG_LLM_BASE_URL unset) means extractive answers
+        self.llm = llm if llm is not None else ChatModel.from_config(self.config)
 
     # --- evidence ------------------------------------------------------------------------------
     def _coverage(self, terms: list[str], text: str) -> float:
@@ -203,9 +210,59 @@ class Assistant:
 
         ``filters``: ``sources``, ``date_from``, ``date_to`` as for ``Retriever.search``.
         Declines (``grounded=False``, no citations) when the articles do not hold the answer.
+        With a language model configured the answer is the model's, checked (see ``stream``).
+        """
+        if self.llm is None:
+            q = clean_query(question)
+            return self._extractive(q, self._resolve(q, history, **filters))
+        final = None
+        for item in self.stream(question, history, **filters):
+            final = item
+        assert isinstance(final, Answer)
+        return final
+
+    def stream(self, question: str, history: list | None = None, **filters) -> Iterator[str | Answer]:
+        """Yield the answer text so far (``str``) while it is written, then the final ``Answer``.
+
+        The extractive path yields only the Answer. With a language model the partial texts are
+        the model's raw reply; the final Answer holds it checked (citations to sources not given
+        removed, uncited sentences marked). When the model times out, is down or sends garbage,
+        the final Answer is the extractive one with ``note`` saying so. No evidence → decline,
+        without calling the model.
         """
         q = clean_query(question)
         ev = self._resolve(q, history, **filters)
+        extractive = self._extractive(q, ev)
+        if self.llm is None or not extractive.grounded:
+            yield extractive
+            return
+        passages = [self.retriever.passage(h) for h in ev.hits[: self.config.answer_passages]]
+        text = ""
+        try:
+            for piece in self.llm.stream(build_messages(q, passages, history)):
+                text += piece
+                yield text
+        except LLMError as e:
+            log.warning("language model failed, extractive answer instead: %s", e)
+            yield replace(extractive, note=LLM_DOWN_NOTE)
+            return
+        checked = check_citations(text, len(passages))
+        if not checked.used:
+            log.warning("language model reply cites no given source; extractive answer instead: %r", text[:200])
+            yield replace(extractive, note=LLM_UNCITED_NOTE)
+            return
+        note = f"已去掉{checked.removed}处指向未提供资料的引用。" if checked.removed else ""
+        citations = [passages[i] for i in checked.used]
+        yield Answer(
+            text=checked.text,
+            citations=citations,
+            grounded=True,
+            highlights=[_best_sentence(p.text, checked.text) for p in citations],
+            query=ev.query,
+            note=note,
+        )
+
+    def _extractive(self, q: str, ev: Evidence) -> Answer:
         decline = DECLINE_TEXT_TRAD if is_traditional(q) else DECLINE_TEXT
         if not ev.hits or ev.score < self.config.decline_threshold:
             log.info("declined %r (evidence %.2f < %.2f)", q, ev.score, self.config.decline_threshold)
@@ -215,6 +272,18 @@ class Assistant:
             return Answer(text=decline, citations=[], grounded=False, query=ev.query)
         return Answer(text=text, citations=citations, grounded=True, highlights=highlights, query=ev.query)
 
+
+def _best_sentence(passage: str, answer: str) -> str:
+    """The passage sentence sharing the most character pairs with the answer (what to highlight)."""
+    target = normalize(answer)
+    pairs = {target[i : i + 2] for i in range(len(target) - 1)}
+    best, best_score = "", -1
+    for s, e in _sentences(passage):
+        sn = normalize(passage[s:e])
+        score = len({sn[i : i + 2] for i in range(len(sn) - 1)} & pairs)
+        if score > best_score:
+            best, best_score = passage[s:e].strip(), score
+    return best
 
 def _clause_spans(sentence: str) -> list[tuple[int, int]]:
     spans, start = [], 0

@@ -11,6 +11,8 @@ __all__ = [
     "IndexLockedError",
     "EmbedderError",
     "QueryError",
+    "LLMError",
+    "NotReadyError",
 ]
 
 
@@ -55,3 +57,11 @@ class EmbedderError(RagError):
 
 class QueryError(RagError, ValueError):
     """A query is empty or otherwise unusable."""
+
+
+class LLMError(RagError):
+    """The language model endpoint timed out, refused the connection or replied with garbage."""
+
+
+class NotReadyError(RagError):
+    """The index is still being built or loaded; retry in a moment."""

@@ -1,0 +1,189 @@
+"""The web app: REST endpoints, error statuses, feedback log, and the Gradio API from gradio_client."""
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import app  # noqa: E402
+from rag.service import Service  # noqa: E402
+
+from fake_openai import free_port  # noqa: E402
+from conftest import SEEDS  # noqa: E402
+
+Q = "江岸签约了哪些项目？"
+
+
+@pytest.fixture(scope="module")
+def service(seed_index, tmp_path_factory):
+    svc = Service(SEEDS, seed_index, feedback_dir=tmp_path_factory.mktemp("feedback"))
+    svc.start()
+    assert svc.ready
+    return svc
+
+
+@pytest.fixture(scope="module")
+def client(service):
+    return TestClient(app.make_app(service))
+
+
+def test_search(client):
+    r = client.post("/api/search", json={"query": Q, "k": 3})
+    assert r.status_code == 200
+    ps = r.json()["passages"]
+    assert len(ps) == 3 and ps[0]["doc_id"] == "000_4627bb9fbf4571c3" and ps[0]["source"] == "长江日报"
+
+
+def test_search_filters_by_publication(client):
+    r = client.post("/api/search", json={"query": Q, "k": 5, "sources": ["央广网"]})
+    assert r.status_code == 200 and r.json()["passages"]
+    assert {p["source"] for p in r.json()["passages"]} == {"央广网"}
+
+
+def test_ask(client):
+    r = client.post("/api/ask", json={"question": Q})
+    a = r.json()
+    assert r.status_code == 200 and a["grounded"] and "[1]" in a["text"]
+    assert "等6个项目签约江岸" in a["text"] and a["citations"][0]["source"] == "长江日报"
+    assert a["highlights"][0] in a["citations"][0]["text"]
+
+
+def test_ask_with_history_and_filters(client):
+    first = "宜昌市点军区集中开工了几个生态环保项目？"
+    r = client.post("/api/ask", json={"question": "这些项目计划总投资多少？", "k": 3,
+                                       "history": [{"role": "user", "content": first}],
+                                       "filters": {"date_from": None, "sources": None}})
+    assert r.status_code == 200 and "76.01亿元" in r.json()["text"]
+
+
+def test_ask_declines_plainly(client):
+    a = client.post("/api/ask", json={"question": "《红楼梦》的作者是谁？"}).json()
+    assert not a["grounded"] and a["citations"] == [] and "没有找到" in a["text"]
+
+
+@pytest.mark.parametrize(
+    "path, body, match",
+    [
+        ("/api/search", {"query": "  ", "k": 3}, "query is empty"),
+        ("/api/search", {"query": Q, "k": 0}, "k must be a whole number from 1 to 20"),
+        ("/api/search", {"query": Q, "k": 500}, "k must be"),
+        ("/api/search", {"query": Q, "date_from": "yesterday"}, "date_from must be an ISO date"),
+        ("/api/search", {"query": Q, "date_from": "2022-01-01", "date_to": "2021-01-01"}, "is after date_to"),
+        ("/api/ask", {"question": ""}, "query is empty"),
+        ("/api/ask", {"question": Q, "history": [{"role": "bot"}]}, "role 'user' or 'assistant'"),
+    ],
+)
+def test_bad_requests_are_422_with_a_reason(client, path, body, match):
+    r = client.post(path, json=body)
+    assert r.status_code == 422 and match in r.json()["detail"]
+
+
+def test_wrong_types_are_422(client):
+    assert client.post("/api/search", json={"query": Q, "k": "many"}).status_code == 422
+    assert client.post("/api/ask", json={}).status_code == 422
+
+
+def test_503_while_the_index_is_loading(seed_index, tmp_path):
+    loading = TestClient(app.make_app(Service(SEEDS, seed_index, feedback_dir=tmp_path)))
+    r = loading.post("/api/search", json={"query": Q})
+    assert r.status_code == 503 and "still loading" in r.json()["detail"]
+    assert loading.get("/api/health").json()["ready"] is False
+
+
+def test_openapi_docs(client):
+    assert client.get("/docs").status_code == 200
+    spec = client.get("/openapi.json").json()
+    assert {"/api/search", "/api/ask", "/api/feedback"} <= set(spec["paths"])
+
+
+def test_chat_page_is_served(client):
+    r = client.get("/")
+    assert r.status_code == 200 and "新闻问答" in r.text
+
+
+def test_feedback_is_appended_to_jsonl(client, service):
+    for vote in ("up", "down"):
+        r = client.post("/api/feedback", json={"question": Q, "answer": "甲[1]", "sources": [{"title": "t"}], "vote": vote})
+        assert r.status_code == 200
+    lines = (service.feedback_dir / "feedback.jsonl").read_text(encoding="utf-8").splitlines()
+    records = [json.loads(x) for x in lines[-2:]]
+    assert [r["vote"] for r in records] == ["up", "down"]
+    assert records[0]["question"] == Q and records[0]["sources"] == [{"title": "t"}] and records[0]["time"]
+    assert client.post("/api/feedback", json={"question": Q, "answer": "a", "vote": "meh"}).status_code == 422
+
+
+def test_sources_panel_highlights_and_links():
+    import rag
+
+    p = rag.Passage(doc_id="d", title="标<题>", date="2021-12-03", source="长江日报", text="前文。关键句。后文。", score=1.0)
+    a = rag.Answer(text="关键句[1]。", citations=[p], grounded=True, highlights=["关键句。"])
+    panel = app.sources_html(a)
+    assert 'id="src-1"' in panel and "<mark>关键句。</mark>" in panel and "标&lt;题&gt;" in panel
+    assert "长江日报 · 2021-12-03" in panel
+    assert "11月29日（未注明年份）" in app.sources_html(rag.Answer("x[1]", [rag.Passage("d", "t", "--11-29", "s", "x", 1.0)], True))
+    assert '<a href="#src-1" class="cite">[1]</a>' in app.answer_markdown(a)
+
+
+@pytest.fixture(scope="module")
+def live_url(service):
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app.make_app(service), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    for _ in range(200):
+        if server.started:
+            break
+        time.sleep(0.1)
+    yield f"http://127.0.0.1:{port}/"
+    server.should_exit = True
+    thread.join(10)
+
+
+def test_gradio_client_can_ask(live_url):
+    from gradio_client import Client
+
+    client = Client(live_url, verbose=False)
+    chat, panel, box = client.predict(Q, [], [], "", "", 3, api_name="/ask")
+    assert chat[-1]["role"] == "assistant" and "等6个项目签约江岸" in str(chat[-1]["content"])
+    assert "<mark>" in panel and "长江日报" in panel and box == ""
+
+
+def test_chat_streams_language_model_answer(seed_index, tmp_path):
+    """With a language model, the Gradio ask endpoint sends growing partial answers, then the linked final one."""
+    from gradio_client import Client
+    import uvicorn
+
+    from fake_openai import FakeOpenAI
+    from rag.llm import ChatModel
+
+    with FakeOpenAI(delay=0.05) as fake:
+        svc = Service(SEEDS, seed_index, feedback_dir=tmp_path, llm=ChatModel(fake.url))
+        svc.start()
+        port = free_port()
+        server = uvicorn.Server(uvicorn.Config(app.make_app(svc), host="127.0.0.1", port=port, log_level="warning"))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        try:
+            for _ in range(200):
+                if server.started:
+                    break
+                time.sleep(0.1)
+            job = Client(f"http://127.0.0.1:{port}/", verbose=False).submit(Q, [], [], "", "", 3, api_name="/ask")
+            job.result()
+            texts = [str(out[0][-1]["content"]) for out in job.outputs()]
+        finally:
+            server.should_exit = True
+            thread.join(10)
+    assert len(texts) >= 5
+    assert "江岸签约" in texts[0] and 'href="#src-1"' not in texts[0]
+    assert 'href="#src-1"' in texts[-1] and "中科水研智慧水利水务平台项目等6个项目" in texts[-1]

@@ -1,0 +1,95 @@
+"""The chat page in a real browser (Debian Chromium via Playwright): ask, see the cited, highlighted answer."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, SEEDS
+from fake_openai import free_port
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+@pytest.fixture(scope="module")
+def app_url(seed_index, tmp_path_factory):
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} missing: run `./run test`, which installs Debian's chromium and fonts-noto-cjk")
+    tmp = tmp_path_factory.mktemp("app")
+    index = tmp / "index"
+    shutil.copytree(seed_index, index)
+    port = free_port()
+    env = dict(os.environ, RAG_INDEX_DIR=str(index), RAG_DATA_DIR=str(SEEDS), RAG_FEEDBACK_DIR=str(tmp / "feedback"),
+               RAG_LLM_BASE_URL="", HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False")
+    log = open(tmp / "app.log", "w")
+    proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", str(port)], cwd=tmp, env=env,
+                            stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            if proc.poll() is not None:
+                pytest.fail(f"app exited with {proc.returncode}: {(tmp / 'app.log').read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(url + "/api/health", timeout=2) as r:
+                    if b'"ready":true' in r.read():
+                        break
+            except OSError:
+                pass
+            time.sleep(0.2)
+        else:
+            pytest.fail("app did not become ready: " + (tmp / "app.log").read_text()[-2000:])
+        yield url, tmp / "feedback" / "feedback.jsonl"
+    finally:
+        proc.terminate()
+        proc.wait(20)
+        log.close()
+
+
+@pytest.mark.parametrize("width, height, name", [(1280, 900, "chat-desktop"), (390, 844, "chat-phone")])
+def test_ask_in_the_browser(app_url, width, height, name):
+    url, feedback = app_url
+    from playwright.sync_api import expect, sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync"],
+        )
+        try:
+            page = browser.new_page(viewport={"width": width, "height": height})
+            page.goto(url + "/", wait_until="load")
+            box = page.locator("#question textarea")
+            expect(box).to_be_visible(timeout=30_000)
+            box.fill("江岸签约了哪些项目？")
+            page.locator("#send").click()
+            answer = page.locator("#chat .message.bot, #chat [data-testid='bot']").last
+            expect(answer).to_contain_text("等6个项目签约江岸", timeout=60_000)
+            cite = page.locator("#chat a[href='#src-1']").last
+            expect(cite).to_have_text("[1]")
+            source = page.locator("#sources #src-1")
+            expect(source).to_contain_text("长江日报")
+            expect(source.locator("mark")).to_contain_text("等6個項目簽約江岸")  # the article is in Traditional script
+            page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+            before = feedback.read_text(encoding="utf-8").count("\n") if feedback.exists() else 0
+            page.locator("#chat").get_by_label("Like", exact=True).last.click()
+            for _ in range(100):  # the vote is written by the server after the click
+                if feedback.exists() and feedback.read_text(encoding="utf-8").count("\n") > before:
+                    break
+                page.wait_for_timeout(100)
+            record = json.loads(feedback.read_text(encoding="utf-8").splitlines()[-1])
+            assert record["vote"] == "up" and record["question"] == "江岸签约了哪些项目？"
+            assert "等6个项目签约江岸" in record["answer"] and record["sources"][0]["source"] == "长江日报"
+        finally:
+            browser.close()

@@ -1,0 +1,69 @@
+"""rag.service: request validation, Gradio history normalisation, index lifecycle and its errors."""
+from __future__ import annotations
+
+import pytest
+
+import rag
+from rag.service import Filters, Service, history_messages
+
+
+def test_history_accepts_gradio_content_parts():
+    h = [{"role": "user", "content": [{"type": "text", "text": "江岸"}, {"type": "text", "text": "签约"}]},
+         {"role": "assistant", "content": "好的"}]
+    assert history_messages(h) == [{"role": "user", "content": "江岸签约"}, {"role": "assistant", "content": "好的"}]
+    assert history_messages(None) == []
+    with pytest.raises(rag.QueryError, match="history must be a list"):
+        history_messages("hi")
+
+
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        ({"sources": [1]}, "sources must be a list of publication names"),
+        ({"date_from": "2021/12/03"}, "date_from must be an ISO date"),
+        ({"date_to": "soon"}, "date_to must be an ISO date"),
+        ({"date_from": "2021-12-04", "date_to": "2021-12-03"}, r"date_from \(2021-12-04\) is after date_to"),
+    ],
+)
+def test_filter_errors_name_the_field(args, match):
+    with pytest.raises(rag.QueryError, match=match):
+        Filters.make(**args)
+
+
+def test_filters_accept_one_source_and_partial_dates():
+    f = Filters.make("长江日报", "2021", "2021-12")
+    assert f.kwargs() == {"sources": ["长江日报"], "date_from": "2021", "date_to": "2021-12"}
+
+
+def test_requests_before_start_are_not_ready(tmp_path):
+    svc = Service(tmp_path / "data", tmp_path / "index", feedback_dir=tmp_path)
+    with pytest.raises(rag.NotReadyError, match="still loading"):
+        svc.search({"query": "江岸"})
+    assert svc.sources() == [] and not svc.ready
+
+
+def test_failed_build_is_reported_to_requests(tmp_path):
+    (tmp_path / "data").mkdir()
+    svc = Service(tmp_path / "data", tmp_path / "index", feedback_dir=tmp_path)
+    svc.start_in_background().join(60)
+    assert not svc.ready and "索引不可用" in svc.status
+    with pytest.raises(rag.NotReadyError, match="no articles could be read"):
+        svc.ask({"question": "江岸签约了哪些项目？"})
+
+
+def test_loads_a_fresh_index_without_rebuilding(seed_index, tmp_path, caplog):
+    from conftest import SEEDS
+
+    svc = Service(SEEDS, seed_index, feedback_dir=tmp_path)
+    with caplog.at_level("INFO", logger="rag.service"):
+        svc.start()
+    assert svc.ready and "loading index" in caplog.text and "building" not in caplog.text
+    assert svc.sources() == ["大江网", "央广网", "江阴日报", "长江日报"]
+    assert svc.ask({"question": "江岸签约了哪些项目？", "k": 2})["grounded"]
+
+
+def test_feedback_rejects_unknown_votes(tmp_path):
+    svc = Service(tmp_path, tmp_path, feedback_dir=tmp_path / "fb")
+    with pytest.raises(rag.QueryError, match="vote must be 'up' or 'down'"):
+        svc.feedback("q", "a", [], "maybe")
+    assert svc.feedback("q", "a", [], "up") == tmp_path / "fb" / "feedback.jsonl"
