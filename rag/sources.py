@@ -347,6 +347,28 @@ def _html_to_lines(html: str) -> tuple[list[str], dict]:
     return lines, meta
 
 
+_MD_HEADING = re.compile(r"^#{1,6}\s+(.*?)\s*#*$")
+
+
+def _markdown_headings(lines: list[str], meta: dict) -> list[str]:
+    """Markdown headings without their ``#`` marks; the first one is the title when none is given
+    (and is dropped when it repeats the given title)."""
+    out: list[str] = []
+    for ln in lines:
+        m = _MD_HEADING.match(ln)
+        if not m:
+            out.append(ln)
+            continue
+        heading = m.group(1).strip()
+        if not meta.get("title"):
+            meta["title"] = heading
+            continue
+        if to_simplified(heading) == to_simplified(str(meta["title"]).strip()):
+            continue
+        out.append(heading)
+    return out
+
+
 def _parse_text_document(text: str, stem: str, origin: str, path: str, *, is_html: bool) -> list[Article]:
     meta, body = _front_matter(text, path)
     if is_html or _HTML_HINT.search(body):
@@ -365,6 +387,7 @@ def _parse_text_document(text: str, stem: str, origin: str, path: str, *, is_htm
         lines = _clean_lines(strip_pinyin_noise(body))
         if _is_listing(lines):
             return _parse_listing(lines, stem, origin)
+        lines = _markdown_headings(lines, meta)
     lines = [strip_pinyin_noise(ln) for ln in lines] if is_html else lines
     draft = _Draft(
         title=str(meta["title"]).strip() if meta.get("title") else None,
