@@ -25,7 +25,9 @@ __all__ = ["read_articles", "read_file", "IngestResult", "SUPPORTED_SUFFIXES", "
 log = logging.getLogger(__name__)
 
 SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".jsonl")
-MAX_FILE_BYTES = 200 * 1024 * 1024
+# Larger files are refused: 16 MB of Chinese text is ~5 million characters, hours of
+# embedding on a CPU, and almost surely a dump that should be split into articles (JSONL).
+MAX_FILE_BYTES = 16 * 1024 * 1024
 
 
 @dataclass
@@ -48,8 +50,14 @@ def decode_bytes(data: bytes, path: str = "<bytes>") -> str:
         data = data[3:]
     try:
         return data.decode("utf-8")
-    except UnicodeDecodeError:
-        pass
+    except UnicodeDecodeError as e:
+        first_bad = e.start
+    # UTF-8 with a few broken bytes (a file cut mid-character, a stray byte): keep the text
+    lenient = data.decode("utf-8", errors="replace")
+    bad = lenient.count("\ufffd")
+    if bad <= max(2, len(lenient) // 1000):
+        log.warning("%s: %d undecodable byte sequence(s) in UTF-8 text (first at byte %d) dropped", path, bad, first_bad)
+        return lenient.replace("\ufffd", "")
     candidates: list[tuple[float, str]] = []
     for enc in ("gb18030", "big5"):
         try:
@@ -456,7 +464,11 @@ def read_file(path: str | Path, *, root: str | Path | None = None) -> IngestResu
         try:
             size = p.stat().st_size
             if size > MAX_FILE_BYTES:
-                raise SourceError(str(p), f"file is {size / 2**20:.0f} MB; the limit is {MAX_FILE_BYTES // 2**20} MB — split it")
+                raise SourceError(
+                    str(p),
+                    f"file is {size / 2**20:.0f} MB; the limit is {MAX_FILE_BYTES // 2**20} MB per file: "
+                    "split it into several files, or one article per line in a .jsonl file",
+                )
             data = p.read_bytes()
         except OSError as e:
             raise SourceError(str(p), f"cannot read the file: {e.strerror or e}") from e
