@@ -317,8 +317,11 @@ class Retriever:
                 chunks = [Chunk.from_dict(json.loads(line)) for line in f]
         except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
             raise IndexCorruptError(f"{gen}: damaged article or chunk records ({e}); {rebuild}") from e
-        vectors = VectorIndex.load(gen)
-        keywords = KeywordIndex.load(gen)
+        try:
+            vectors = VectorIndex.load(gen)
+            keywords = KeywordIndex.load(gen)
+        except IndexCorruptError as e:
+            raise IndexCorruptError(f"{e}; {rebuild}") from e
         if vectors.size != len(chunks) or keywords.n_docs != len(chunks):
             raise IndexCorruptError(
                 f"{gen}: {len(chunks)} chunk records but {vectors.size} vectors and {keywords.n_docs} keyword rows; {rebuild}"

@@ -1,0 +1,122 @@
+"""The index never gets lost: SIGKILLed writers, the writer lock, and damaged files."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import rag
+from rag.errors import IndexCorruptError, IndexLockedError
+from rag.store import IndexStore
+
+from conftest import ROOT, TEST_DATA
+
+COPY = TEST_DATA / "formats" / "wuhan_copy.txt"
+TINY_IDS = {"jj-01", "jj-02", "wuhan", "yichang"}
+
+# Adds and removes an article over and over, so a kill lands in every phase of a write.
+WRITER = """
+import sys, rag
+r = rag.Retriever.load(sys.argv[1])
+print("loaded", flush=True)
+while True:
+    r.add([sys.argv[2]])
+    r.remove(["wuhan_copy"])
+"""
+
+
+@pytest.fixture()
+def tiny_index(tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(TEST_DATA / "tiny", data)
+    rag.Retriever.build(data, tmp_path / "index")
+    return tmp_path / "index"
+
+
+def _assert_whole(index):
+    assert rag.Retriever.check(index) == []
+    r = rag.Retriever.load(index)
+    assert set(r.articles) in (TINY_IDS, TINY_IDS | {"wuhan_copy"})  # the previous or the new content, whole
+    assert r.search("九江港集装箱吞吐量", k=1)[0].doc_id == "jj-02"
+    return r
+
+
+def test_sigkilled_writer_never_breaks_the_index(tiny_index):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    for delay in (0.0, 0.3, 0.7, 1.2, 2.0):
+        proc = subprocess.Popen([sys.executable, "-c", WRITER, str(tiny_index), str(COPY)],
+                                stdout=subprocess.PIPE, env=env)
+        assert proc.stdout.readline().strip() == b"loaded"
+        time.sleep(delay)  # kill before, during and between saves
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        _assert_whole(tiny_index)
+    # the dead writers' lock is gone and their half-written generations are swept by the next write
+    r = rag.Retriever.load(tiny_index)
+    r.remove(["wuhan_copy"]) if "wuhan_copy" in r.articles else r.add([COPY])
+    gens = [p.name for p in tiny_index.glob("g-*")]
+    assert len(gens) <= 2 and IndexStore(tiny_index).generation_token() in gens
+    _assert_whole(tiny_index)
+
+
+def test_a_second_writer_gets_a_clear_lock_error(tiny_index):
+    r = rag.Retriever.load(tiny_index)
+    with IndexStore(tiny_index).writer():
+        with pytest.raises(IndexLockedError, match=f"index at {tiny_index} is being written by another process; wait"):
+            r.remove(["jj-01"])
+    assert r.remove(["jj-01"]).removed == ["jj-01"]  # free again once the first writer is done
+
+
+def test_failed_write_leaves_the_live_generation(tiny_index):
+    before = IndexStore(tiny_index).generation_token()
+    with pytest.raises(RuntimeError):
+        with IndexStore(tiny_index).writer() as gen:
+            (gen / "manifest.json").write_text("{}", encoding="utf-8")
+            raise RuntimeError("disk full")
+    assert IndexStore(tiny_index).generation_token() == before
+    assert [p.name for p in tiny_index.glob("g-*")] == [before]
+    _assert_whole(tiny_index)
+
+
+REBUILD = "rebuild (it )?with `rag build --data DATA_DIR --index"
+
+
+def test_truncated_vectors(tiny_index):
+    f = IndexStore(tiny_index).current() / "vectors.faiss"
+    f.write_bytes(f.read_bytes()[:100])
+    with pytest.raises(IndexCorruptError, match=f"vectors.faiss: cannot read the vector index .*; {REBUILD}"):
+        rag.Retriever.load(tiny_index)
+    assert "vectors.faiss: cannot read the vector index" in rag.Retriever.check(tiny_index)[0]
+
+
+def test_missing_chunks(tiny_index):
+    (IndexStore(tiny_index).current() / "chunks.jsonl").unlink()
+    with pytest.raises(IndexCorruptError, match=f"lacks chunks.jsonl; {REBUILD}"):
+        rag.Retriever.load(tiny_index)
+
+
+def test_garbage_manifest(tiny_index):
+    (IndexStore(tiny_index).current() / "manifest.json").write_bytes(b"\x00garbage{")
+    with pytest.raises(IndexCorruptError, match=f"manifest.json: unreadable manifest .*; {REBUILD}"):
+        rag.Retriever.load(tiny_index)
+
+
+def test_damaged_chunk_records(tiny_index):
+    f = IndexStore(tiny_index).current() / "chunks.jsonl"
+    f.write_text(f.read_text(encoding="utf-8")[:-20], encoding="utf-8")
+    with pytest.raises(IndexCorruptError, match=f"damaged article or chunk records .*; {REBUILD}"):
+        rag.Retriever.load(tiny_index)
+
+
+def test_reload_keeps_the_loaded_index_when_the_new_one_is_damaged(tiny_index):
+    reader = rag.Retriever.load(tiny_index)
+    writer = rag.Retriever.load(tiny_index)
+    writer.add([COPY])
+    (IndexStore(tiny_index).current() / "vectors.faiss").write_bytes(b"junk")
+    assert reader.reload_if_changed() is False
+    assert set(reader.articles) == TINY_IDS
