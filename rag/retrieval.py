@@ -1,6 +1,7 @@
 """Retrieval: the Retriever façade that builds, saves, loads and searches the hybrid index."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -96,6 +97,21 @@ class UpdateReport:
             f"{self.unchanged} unchanged; {self.embedded} chunks embedded, {self.reused} reused in {self.seconds:.1f} s"
             + (f"; {len(self.errors)} error(s)" if self.errors else "")
         )
+
+
+def _locked_update(method):
+    """Run an update holding the index lock, on the live generation (reloaded if another
+    process changed it since), so concurrent writers never undo each other's changes."""
+
+    @functools.wraps(method)
+    def wrapper(self: "Retriever", *args, **kwargs):
+        if self.index_dir is None:
+            raise IndexMissingError("this Retriever has no index folder: save() it first, or use Retriever.load(DIR)")
+        with IndexStore(self.index_dir).lock():
+            self.reload_if_changed()
+            return method(self, *args, **kwargs)
+
+    return wrapper
 
 
 def file_fingerprints(paths: Iterable[str | Path]) -> dict[str, str]:
@@ -529,6 +545,7 @@ class Retriever:
         report.removed = sorted(i for i in drop if i in self.articles and i not in merged)
         return list(merged.values())
 
+    @_locked_update
     def add(self, paths: str | Path | Iterable[str | Path]) -> UpdateReport:
         """Index the articles of these files or folders (an article whose id exists replaces it).
 
@@ -547,6 +564,7 @@ class Retriever:
         log.info("add: %s", report.summary())
         return report
 
+    @_locked_update
     def remove(self, doc_ids: Iterable[str]) -> UpdateReport:
         """Remove articles by id; ids not in the index are listed in ``report.errors``."""
         t0 = time.perf_counter()
@@ -559,6 +577,7 @@ class Retriever:
         log.info("remove: %s", report.summary())
         return report
 
+    @_locked_update
     def sync(self, data_dir: str | Path) -> UpdateReport:
         """Apply what changed in ``data_dir`` since the index was built or synced: new, edited and
         deleted files (compared by sha256 with ``manifest["sources"]``). Saves when anything changed."""

@@ -64,11 +64,26 @@ def test_sigkilled_writer_never_breaks_the_index(tiny_index):
     _assert_whole(tiny_index)
 
 
+HOLDER = """
+import sys
+from rag.store import IndexStore
+with IndexStore(sys.argv[1]).lock():
+    print("held", flush=True)
+    sys.stdin.read()
+"""
+
+
 def test_a_second_writer_gets_a_clear_lock_error(tiny_index):
     r = rag.Retriever.load(tiny_index)
-    with IndexStore(tiny_index).writer():
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(tiny_index)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    try:
+        assert holder.stdout.readline().strip() == b"held"
         with pytest.raises(IndexLockedError, match=f"index at {tiny_index} is being written by another process; wait"):
             r.remove(["jj-01"])
+    finally:
+        holder.stdin.close()
+        holder.wait()
     assert r.remove(["jj-01"]).removed == ["jj-01"]  # free again once the first writer is done
 
 
@@ -120,3 +135,27 @@ def test_reload_keeps_the_loaded_index_when_the_new_one_is_damaged(tiny_index):
     (IndexStore(tiny_index).current() / "vectors.faiss").write_bytes(b"junk")
     assert reader.reload_if_changed() is False
     assert set(reader.articles) == TINY_IDS
+
+
+def test_two_writers_in_turn_keep_both_changes(tiny_index):
+    a = rag.Retriever.load(tiny_index)
+    b = rag.Retriever.load(tiny_index)  # loaded before a's change
+    a.add([COPY])
+    b.remove(["jj-01"])  # works on the live generation, not its stale copy
+    assert set(rag.Retriever.load(tiny_index).articles) == TINY_IDS - {"jj-01"} | {"wuhan_copy"}
+
+
+def test_lock_is_reentrant_in_a_thread_but_not_across_threads(tiny_index):
+    import threading
+
+    store = IndexStore(tiny_index)
+    seen = []
+    with store.lock():
+        with store.lock():
+            pass
+        t = threading.Thread(target=lambda: seen.append(pytest.raises(IndexLockedError, store.lock().__enter__)))
+        t.start()
+        t.join()
+    assert len(seen) == 1
+    with store.lock():  # released
+        pass
