@@ -64,6 +64,39 @@ def test_sigkilled_writer_never_breaks_the_index(tiny_index):
     _assert_whole(tiny_index)
 
 
+# Dies by SIGKILL at a chosen point of an add(); "after-swap" dies just after CURRENT moved.
+KILL_AT = """
+import os, signal, sys
+import rag, rag.store
+from rag.vector_index import VectorIndex
+die = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)
+point = sys.argv[3]
+r = rag.Retriever.load(sys.argv[1])
+if point == "embedding":
+    type(r.embedder).embed_documents = die
+elif point == "writing":
+    VectorIndex.save = die
+elif point == "fsync":
+    rag.store._fsync_tree = die
+elif point == "after-swap":
+    real = os.replace
+    os.replace = lambda a, b: (real(a, b), die())
+r.add([sys.argv[2]])
+"""
+
+
+@pytest.mark.parametrize("point, published", [("embedding", False), ("writing", False), ("fsync", False), ("after-swap", True)])
+def test_writer_killed_at_each_point_leaves_a_whole_index(tiny_index, point, published):
+    proc = subprocess.run([sys.executable, "-c", KILL_AT, str(tiny_index), str(COPY), point],
+                          env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
+    r = _assert_whole(tiny_index)
+    assert ("wuhan_copy" in r.articles) is published
+    assert r.remove(["jj-01"]).removed == ["jj-01"]  # the next writer is not blocked and sweeps the debris
+    assert [p.name for p in tiny_index.glob("g-*")].count(IndexStore(tiny_index).generation_token()) == 1
+    assert len(list(tiny_index.glob("g-*"))) <= 2
+
+
 HOLDER = """
 import sys
 from rag.store import IndexStore
