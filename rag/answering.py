@@ -23,6 +23,7 @@ _NUMBER_Q = re.compile(r"(多少|几[个家项所次年名位亿万]?|多大|多
 _TIME_Q = re.compile(r"(哪一年|哪年|什么时候|何时|哪天|几月|几号|日期|时间)")
 _WHO_Q = re.compile(r"(谁|哪位|哪些单位|哪家|哪些企业|哪些公司)")
 _DATELINE_LEAD = re.compile(r"^[^。，,]{0,30}?\d{1,2}月\d{1,2}日(?:电|讯|消息)\s*(?:[(（][^)）]{0,40}[)）])?")
+_YEAR = re.compile(r"((?:19|20)\d{2})\s*年")
 _HAS_DIGIT = re.compile(r"\d")
 _HAS_TIME = re.compile(r"(\d{4}年|\d{1,2}月|\d{1,2}日|\d{4}-\d{2})")
 
@@ -73,9 +74,15 @@ class Assistant:
         return f"{c.title}\n{c.text}"
 
     def evidence(self, question: str, retrieval_query: str | None = None, **filters) -> Evidence:
-        """Retrieve for the question and score how well the top passages cover its content words."""
+        """Retrieve for the question and score how well the top passages cover its content words.
+
+        A question naming a year (``2024年…``) prefers articles from that year.
+        """
         q = retrieval_query or question
-        hits = self.retriever.hits(q, k=max(5, self.config.answer_passages), **filters)
+        year = _YEAR.search(normalize(question))
+        hits = self.retriever.hits(
+            q, k=max(5, self.config.answer_passages), prefer_year=int(year.group(1)) if year else None, **filters
+        )
         terms = keywords(question)
         score = max((self._coverage(terms, self._passage_text(h)) for h in hits[:3]), default=0.0)
         return Evidence(score=score, hits=hits, query=q)
@@ -123,7 +130,11 @@ class Assistant:
 
     def _trim(self, sentence: str, question: str, budget: int) -> str:
         """The sentence without a dateline lead, cut to the clauses that matter if too long."""
-        sentence = _DATELINE_LEAD.sub("", sentence.strip()).strip() or sentence.strip()
+        sentence = sentence.strip()
+        simp = to_simplified(sentence)
+        lead = _DATELINE_LEAD.match(simp)
+        if lead and len(simp) == len(sentence) and sentence[lead.end() :].strip():
+            sentence = sentence[lead.end() :].strip()
         if len(sentence) <= budget:
             return sentence
         terms = keywords(question)

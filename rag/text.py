@@ -149,13 +149,16 @@ def tokenize(text: str, *, keep_stop_words: bool = False) -> list[str]:
     return out
 
 
+_QUESTION_PREFIX = re.compile(r"^(哪些|哪个|哪一|哪位|哪家|哪天|哪里|哪|什么|多少|几)")
+
+
 def keywords(text: str) -> list[str]:
     """Content words of a question or sentence (jieba precise mode, normalised), without
     stop words, punctuation or lone characters other than digits; order kept, no repeats."""
     norm = normalize(text)
     out: list[str] = []
     for tok in _tokenizer().cut(norm):
-        tok = tok.strip()
+        tok = _QUESTION_PREFIX.sub("", tok.strip())  # 哪些项目 → 项目, 哪一年 → 年
         if not tok or _PUNCT_RE.match(tok) or tok in STOP_WORDS:
             continue
         if len(tok) == 1 and not tok.isdigit():
