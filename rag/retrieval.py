@@ -164,6 +164,7 @@ class Retriever:
         self.index_dir = index_dir
         self._doc_of_row = np.array([c.doc_id for c in chunks], dtype=object)
         self._token = IndexStore(index_dir).generation_token() if index_dir is not None else None
+        self._shingle_cache: dict[str, frozenset[str]] = {}
 
     # --- building ----------------------------------------------------------------------------
     @classmethod
@@ -494,7 +495,7 @@ class Retriever:
         return self._fold_duplicates([self.passage(h) for h in hits])[:k]
 
     def _shingles(self, doc_id: str) -> frozenset[str]:
-        cache = self.__dict__.setdefault("_shingle_cache", {})
+        cache = self._shingle_cache
         if doc_id not in cache:
             t = re.sub(r"\W+", "", normalize(self.articles[doc_id].text))
             cache[doc_id] = frozenset(t[i : i + 3] for i in range(max(1, len(t) - 2)))
@@ -583,6 +584,11 @@ class Retriever:
         doc_ids = [doc_ids] if isinstance(doc_ids, str) else list(doc_ids)
         report = UpdateReport(errors=[f"no article with id {i!r} in the index" for i in doc_ids if i not in self.articles])
         articles = self._merge([], set(doc_ids), report)
+        if report.removed and not articles:
+            raise QueryError(
+                f"removing {len(report.removed)} article(s) would leave the index at {self.index_dir} empty; "
+                "build a new index from your data instead (`rag build --data DATA_DIR --index DIR`)"
+            )
         if report.removed:
             self._replace_articles(articles, report, dict(self.manifest.get("sources", {})))
         report.seconds = time.perf_counter() - t0
@@ -621,29 +627,42 @@ class Retriever:
             report.seconds = time.perf_counter() - t0
             return report
         articles = self._merge(incoming, drop, report)
+        if not articles:
+            reasons = "; ".join(report.errors) or "no .txt, .md, .html or .jsonl files"
+            raise SourceError(str(data_dir), f"no articles could be read ({reasons}); the index is left as it was")
         report.removed = sorted(i for i in drop if i not in {a.id for a in incoming})
-        report.unchanged = len(self.articles) - len(drop)
+        report.unchanged += len(self.articles) - len(drop)
         self._replace_articles(articles, report, now)
         report.seconds = time.perf_counter() - t0
         log.info("sync %s: %s", data_dir, report.summary())
         return report
 
-    def reload_if_changed(self) -> bool:
-        """Load the live generation if another process published a new one since this one was
-        loaded (e.g. ``rag sync`` while the app runs); True when it did. A damaged new generation
-        is logged and the current state kept."""
+    def latest(self) -> "Retriever":
+        """This Retriever, or a freshly loaded one when another process published a new generation
+        since it was loaded. Race-free for a server: swap its reference to the result, and requests
+        in flight finish on the object they started with. A damaged new generation is logged and
+        ``self`` returned."""
         if self.index_dir is None:
-            return False
+            return self
         token = IndexStore(self.index_dir).generation_token()
-        if not token or token == getattr(self, "_token", None):
-            return False
+        if not token or token == self._token:
+            return self
         try:
             fresh = type(self).load(self.index_dir, config=self.config)
         except RagError as e:
             log.warning("index at %s changed but cannot be loaded, keeping the loaded one: %s", self.index_dir, e)
+            return self
+        log.info("loaded index generation %s from %s", fresh._token, self.index_dir)
+        return fresh
+
+    def reload_if_changed(self) -> bool:
+        """Pick up a generation another process wrote (e.g. ``rag sync`` while the app runs), in place;
+        True when it did. Call it between requests: a request using row numbers from ``hits()``
+        across a reload would mix generations (``latest()`` avoids that)."""
+        fresh = self.latest()
+        if fresh is self:
             return False
         self.__dict__.update(fresh.__dict__)
-        log.info("reloaded index generation %s from %s", token, self.index_dir)
         return True
 
     @staticmethod

@@ -122,3 +122,32 @@ def test_cli_add_remove_sync(tiny, capsys):
     assert main(["sync", "--index", str(index), "--json", str(data)]) == 0
     assert json.loads(capsys.readouterr().out)["removed"] == ["yichang"]
     assert main(["check", str(index)]) == 0
+
+
+def test_removing_or_syncing_away_everything_is_refused(tiny):
+    data, index, r = tiny
+    with pytest.raises(rag.QueryError, match=r"removing 4 article\(s\) would leave the index at .* empty; build a new index"):
+        r.remove(sorted(r.articles))
+    for f in data.iterdir():
+        f.unlink()
+    with pytest.raises(rag.SourceError, match=r"data: no articles could be read \(no \.txt.*\); the index is left as it was"):
+        r.sync(data)
+    assert len(rag.Retriever.load(index).articles) == 4
+
+
+def test_sync_of_a_file_that_became_unreadable_reports_it(tiny):
+    data, index, r = tiny
+    (data / "jiujiang.jsonl").write_bytes(b"\x00\x01binary")
+    report = r.sync(data)
+    assert report.removed == ["jj-01", "jj-02"] and report.unchanged == 2
+    assert report.errors and report.errors[0].startswith(f"{data / 'jiujiang.jsonl'}: binary file")
+
+
+def test_latest_returns_a_new_object_and_leaves_the_old_one_whole(tiny):
+    data, index, writer = tiny
+    reader = rag.Retriever.load(index)
+    assert reader.latest() is reader
+    writer.add([COPY])
+    fresh = reader.latest()
+    assert fresh is not reader and "wuhan_copy" in fresh.articles
+    assert "wuhan_copy" not in reader.articles and len(reader.chunks) == reader.vectors.size
