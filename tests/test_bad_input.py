@@ -1,7 +1,6 @@
 """Bad input: every unreadable file or line is reported by name (and line) and the rest is indexed."""
 from __future__ import annotations
 
-import os
 import shutil
 
 import pytest
