@@ -99,6 +99,70 @@ def cmd_ask(args: argparse.Namespace) -> int:
 EXTRA_COMMANDS: list = []
 
 
+# --- changing and checking an index (add, remove, sync, check) -------------------------------
+def _print_update(args: argparse.Namespace, report) -> int:
+    from dataclasses import asdict
+
+    if args.json:
+        print(json.dumps(asdict(report), ensure_ascii=False))
+    else:
+        print(f"index {args.index}: {report.summary()}")
+        for e in report.errors:
+            print(f"  skipped {e}")
+    return 0
+
+
+def _update_command(name: str):
+    def run(args: argparse.Namespace) -> int:
+        from .retrieval import Retriever
+
+        r = Retriever.load(args.index, config=_config(args))
+        target = getattr(args, {"add": "paths", "remove": "ids", "sync": "data_dir"}[name])
+        return _print_update(args, getattr(r, name)(target))
+
+    return run
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from .retrieval import Retriever
+
+    problems = Retriever.check(args.index_dir)
+    if not problems:
+        print(f"index {args.index_dir}: OK")
+        return 0
+    for p in problems:
+        print(f"error: {p}", file=sys.stderr)
+    print(f"rebuild it with `rag build --data DATA_DIR --index {args.index_dir}`", file=sys.stderr)
+    return 1
+
+
+def _configure_add(p: argparse.ArgumentParser) -> None:
+    _add_common(p)
+    p.add_argument("paths", nargs="+", help="files or folders of articles to add (same id = replace)")
+
+
+def _configure_remove(p: argparse.ArgumentParser) -> None:
+    _add_common(p)
+    p.add_argument("ids", nargs="+", help="article ids to remove")
+
+
+def _configure_sync(p: argparse.ArgumentParser) -> None:
+    _add_common(p)
+    p.add_argument("data_dir", help="the data folder: new, edited and deleted files are applied")
+
+
+def _configure_check(p: argparse.ArgumentParser) -> None:
+    p.add_argument("index_dir", help="index folder to verify")
+
+
+EXTRA_COMMANDS += [
+    ("add", "add articles from files or folders without a rebuild", _configure_add, _update_command("add")),
+    ("remove", "remove articles by id", _configure_remove, _update_command("remove")),
+    ("sync", "apply new, edited and deleted files of the data folder", _configure_sync, _update_command("sync")),
+    ("check", "verify an index (files, counts, vectors, manifest)", _configure_check, cmd_check),
+]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rag", description="Question answering over Chinese news articles, with citations.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress and details to stderr")

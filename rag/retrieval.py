@@ -1,13 +1,14 @@
 """Retrieval: the Retriever façade that builds, saves, loads and searches the hybrid index."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
 import re
 import time
 import unicodedata
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Iterable
 
@@ -17,15 +18,15 @@ from . import __version__
 from .chunking import chunk_articles, embed_text
 from .config import Config
 from .embedding import Embedder, make_embedder
-from .errors import IndexCorruptError, IndexMismatchError, QueryError, SourceError
+from .errors import IndexCorruptError, IndexMismatchError, IndexMissingError, QueryError, RagError, SourceError
 from .keyword_index import KeywordIndex
 from .records import Article, Chunk, Passage
-from .sources import SUPPORTED_SUFFIXES, iter_source_files, read_articles
+from .sources import SUPPORTED_SUFFIXES, iter_source_files, read_articles, read_file
 from .store import FORMAT_VERSION, IndexStore
-from .text import fold, tokenize
+from .text import fold, normalize, tokenize
 from .vector_index import VectorIndex
 
-__all__ = ["Retriever", "Hit", "BuildReport", "MAX_QUERY_CHARS", "clean_query"]
+__all__ = ["Retriever", "Hit", "BuildReport", "UpdateReport", "MAX_QUERY_CHARS", "clean_query"]
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,42 @@ class BuildReport:
         )
 
 
+@dataclass
+class UpdateReport:
+    """What ``Retriever.add`` / ``remove`` / ``sync`` changed (article ids) and what it cost."""
+
+    added: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    unchanged: int = 0
+    embedded: int = 0
+    reused: int = 0
+    seconds: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (
+            f"{len(self.added)} added, {len(self.changed)} changed, {len(self.removed)} removed, "
+            f"{self.unchanged} unchanged; {self.embedded} chunks embedded, {self.reused} reused in {self.seconds:.1f} s"
+            + (f"; {len(self.errors)} error(s)" if self.errors else "")
+        )
+
+
+def _locked_update(method):
+    """Run an update holding the index lock, on the live generation (reloaded if another
+    process changed it since), so concurrent writers never undo each other's changes."""
+
+    @functools.wraps(method)
+    def wrapper(self: "Retriever", *args, **kwargs):
+        if self.index_dir is None:
+            raise IndexMissingError("this Retriever has no index folder: save() it first, or use Retriever.load(DIR)")
+        with IndexStore(self.index_dir).lock():
+            self.reload_if_changed()
+            return method(self, *args, **kwargs)
+
+    return wrapper
+
+
 def file_fingerprints(paths: Iterable[str | Path]) -> dict[str, str]:
     """origin → sha256 of the bytes, for every supported file under the given paths."""
     out: dict[str, str] = {}
@@ -126,6 +163,8 @@ class Retriever:
         self.manifest = manifest
         self.index_dir = index_dir
         self._doc_of_row = np.array([c.doc_id for c in chunks], dtype=object)
+        self._token = IndexStore(index_dir).generation_token() if index_dir is not None else None
+        self._shingle_cache: dict[str, frozenset[str]] = {}
 
     # --- building ----------------------------------------------------------------------------
     @classmethod
@@ -260,6 +299,7 @@ class Retriever:
             with open(gen / "manifest.json", "w", encoding="utf-8") as f:
                 json.dump(self.manifest, f, ensure_ascii=False, indent=2)
         self.index_dir = Path(index_dir)
+        self._token = store.generation_token()
 
     @classmethod
     def load(cls, index_dir: str | Path, *, config: Config | None = None, **options) -> "Retriever":
@@ -294,13 +334,16 @@ class Retriever:
                 chunks = [Chunk.from_dict(json.loads(line)) for line in f]
         except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
             raise IndexCorruptError(f"{gen}: damaged article or chunk records ({e}); {rebuild}") from e
-        vectors = VectorIndex.load(gen)
-        keywords = KeywordIndex.load(gen)
+        try:
+            vectors = VectorIndex.load(gen)
+            keywords = KeywordIndex.load(gen)
+        except IndexCorruptError as e:
+            raise IndexCorruptError(f"{e}; {rebuild}") from e
         if vectors.size != len(chunks) or keywords.n_docs != len(chunks):
             raise IndexCorruptError(
                 f"{gen}: {len(chunks)} chunk records but {vectors.size} vectors and {keywords.n_docs} keyword rows; {rebuild}"
             )
-        return cls(
+        loaded = cls(
             config=config,
             embedder=embedder,
             articles=articles,
@@ -310,6 +353,8 @@ class Retriever:
             manifest=manifest,
             index_dir=Path(index_dir),
         )
+        loaded._token = gen.name  # the generation actually read, even if a newer one went live meanwhile
+        return loaded
 
     @staticmethod
     def is_stale(data_dir: str | Path, index_dir: str | Path, config: Config | None = None) -> str | None:
@@ -446,12 +491,220 @@ class Retriever:
         Filters: ``sources`` (publication names), ``date_from`` / ``date_to`` (ISO dates,
         inclusive). Raises QueryError for an empty query.
         """
-        return [
-            self.passage(h)
-            for h in self.hits(query, k, sources=sources, date_from=date_from, date_to=date_to, mode=mode)
-        ]
+        hits = self.hits(query, k * 3, sources=sources, date_from=date_from, date_to=date_to, mode=mode)
+        return self._fold_duplicates([self.passage(h) for h in hits])[:k]
+
+    def _shingles(self, doc_id: str) -> frozenset[str]:
+        cache = self._shingle_cache
+        if doc_id not in cache:
+            t = re.sub(r"\W+", "", normalize(self.articles[doc_id].text))
+            cache[doc_id] = frozenset(t[i : i + 3] for i in range(max(1, len(t) - 2)))
+        return cache[doc_id]
+
+    def near_duplicates(self, a: str, b: str, threshold: float = 0.8) -> bool:
+        """True when two articles tell the same story in (almost) the same words (3-gram Jaccard)."""
+        sa, sb = self._shingles(a), self._shingles(b)
+        return bool(sa and sb) and len(sa & sb) / len(sa | sb) >= threshold
+
+    def _fold_duplicates(self, passages: list[Passage]) -> list[Passage]:
+        """Show each story once: a passage of a near-identical article from another outlet is dropped
+        and its outlet (or id when it has none) listed in ``also_in`` of the better-ranked one."""
+        kept: list[Passage] = []
+        for p in passages:
+            for i, q in enumerate(kept):
+                if q.doc_id != p.doc_id and self.near_duplicates(q.doc_id, p.doc_id):
+                    label = p.source or p.doc_id
+                    if label not in q.also_in and label != q.source:
+                        kept[i] = replace(q, also_in=q.also_in + (label,))
+                    break
+            else:
+                kept.append(p)
+        return kept
 
     def sources(self) -> list[str]:
         """Publications present in the index, for filters."""
         return sorted({a.source for a in self.articles.values() if a.source})
 
+    # --- changing the corpus without a full rebuild -------------------------------------------
+    def _replace_articles(self, articles: list[Article], report: UpdateReport, sources: dict[str, str]) -> UpdateReport:
+        """Re-index ``articles`` reusing every known vector, save, and swap in the new state."""
+        if self.index_dir is None:
+            raise IndexMissingError("this Retriever has no index folder: save() it first, or use Retriever.load(DIR)")
+        reuse = dict(zip((c.id for c in self.chunks), self.vectors.vectors())) if self.chunks else {}
+        new, build = type(self)._from_articles(
+            articles, self.config, index_dir=self.index_dir, show_progress=False, embedder=self.embedder, reuse=reuse
+        )
+        new.manifest.update({k: v for k, v in self.manifest.items() if k not in new.manifest})
+        new.manifest["sources"] = sources
+        report.embedded, report.reused = build.embedded, build.reused
+        new.manifest["update"] = asdict(report)
+        new.save(self.index_dir)
+        self.__dict__.update(new.__dict__)
+        self._token = IndexStore(self.index_dir).generation_token()
+        return report
+
+    def _merge(self, incoming: list[Article], drop: set[str], report: UpdateReport) -> list[Article]:
+        """The article list after removing ``drop`` and adding/replacing ``incoming`` (same id = changed)."""
+        merged = {i: a for i, a in self.articles.items() if i not in drop}
+        for a in incoming:
+            old = self.articles.get(a.id)
+            if old is None:
+                report.added.append(a.id)
+            elif replace(old, origin=a.origin) == a or old == a:
+                report.unchanged += 1
+            else:
+                report.changed.append(a.id)
+            merged[a.id] = a
+        report.removed = sorted(i for i in drop if i in self.articles and i not in merged)
+        return list(merged.values())
+
+    @_locked_update
+    def add(self, paths: str | Path | Iterable[str | Path]) -> UpdateReport:
+        """Index the articles of these files or folders (an article whose id exists replaces it).
+
+        Only new or changed chunks are embedded; the index is saved before this returns.
+        Unreadable files are listed in ``report.errors`` and the rest is added.
+        """
+        t0 = time.perf_counter()
+        paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
+        result = read_articles(paths)
+        report = UpdateReport(errors=[str(e) for e in result.errors])
+        articles = self._merge(result.articles, set(), report)
+        sources = dict(self.manifest.get("sources", {}))
+        sources.update(file_fingerprints(paths))
+        self._replace_articles(articles, report, sources)
+        report.seconds = time.perf_counter() - t0
+        log.info("add: %s", report.summary())
+        return report
+
+    @_locked_update
+    def remove(self, doc_ids: Iterable[str]) -> UpdateReport:
+        """Remove articles by id; ids not in the index are listed in ``report.errors``."""
+        t0 = time.perf_counter()
+        doc_ids = [doc_ids] if isinstance(doc_ids, str) else list(doc_ids)
+        report = UpdateReport(errors=[f"no article with id {i!r} in the index" for i in doc_ids if i not in self.articles])
+        articles = self._merge([], set(doc_ids), report)
+        if report.removed and not articles:
+            raise QueryError(
+                f"removing {len(report.removed)} article(s) would leave the index at {self.index_dir} empty; "
+                "build a new index from your data instead (`rag build --data DATA_DIR --index DIR`)"
+            )
+        if report.removed:
+            self._replace_articles(articles, report, dict(self.manifest.get("sources", {})))
+        report.seconds = time.perf_counter() - t0
+        log.info("remove: %s", report.summary())
+        return report
+
+    @_locked_update
+    def sync(self, data_dir: str | Path) -> UpdateReport:
+        """Apply what changed in ``data_dir`` since the index was built or synced: new, edited and
+        deleted files (compared by sha256 with ``manifest["sources"]``). Saves when anything changed."""
+        t0 = time.perf_counter()
+        data_dir = Path(data_dir)
+        if not data_dir.is_dir():
+            raise SourceError(str(data_dir), "not a folder: sync needs the data folder the index was built from")
+        before = self.manifest.get("sources", {})
+        now = file_fingerprints([data_dir])
+        touched = sorted(o for o in now if before.get(o) != now[o])
+        deleted = {o for o in before if o not in now}
+        report = UpdateReport()
+        drop = {a.id for a in self.articles.values() if a.origin in deleted or a.origin in touched}
+        incoming: list[Article] = []
+        owner = {a.id: a.origin for a in self.articles.values() if a.id not in drop}
+        for origin in touched:
+            r = read_file(data_dir / origin, root=data_dir)
+            report.errors += [str(e) for e in r.errors]
+            for a in r.articles:
+                if a.id in owner:
+                    report.errors.append(
+                        str(SourceError(str(data_dir / origin), f"duplicate article id {a.id!r} (already read from {owner[a.id]}); skipped"))
+                    )
+                    continue
+                owner[a.id] = origin
+                incoming.append(a)
+        if not touched and not deleted:
+            report.unchanged = len(self.articles)
+            report.seconds = time.perf_counter() - t0
+            return report
+        articles = self._merge(incoming, drop, report)
+        if not articles:
+            reasons = "; ".join(report.errors) or "no .txt, .md, .html or .jsonl files"
+            raise SourceError(str(data_dir), f"no articles could be read ({reasons}); the index is left as it was")
+        report.removed = sorted(i for i in drop if i not in {a.id for a in incoming})
+        report.unchanged += len(self.articles) - len(drop)
+        self._replace_articles(articles, report, now)
+        report.seconds = time.perf_counter() - t0
+        log.info("sync %s: %s", data_dir, report.summary())
+        return report
+
+    def latest(self) -> "Retriever":
+        """This Retriever, or a freshly loaded one when another process published a new generation
+        since it was loaded. Race-free for a server: swap its reference to the result, and requests
+        in flight finish on the object they started with. A damaged new generation is logged and
+        ``self`` returned."""
+        if self.index_dir is None:
+            return self
+        token = IndexStore(self.index_dir).generation_token()
+        if not token or token == self._token:
+            return self
+        try:
+            fresh = type(self).load(self.index_dir, config=self.config)
+        except RagError as e:
+            log.warning("index at %s changed but cannot be loaded, keeping the loaded one: %s", self.index_dir, e)
+            return self
+        log.info("loaded index generation %s from %s", fresh._token, self.index_dir)
+        return fresh
+
+    def reload_if_changed(self) -> bool:
+        """Pick up a generation another process wrote (e.g. ``rag sync`` while the app runs), in place;
+        True when it did. Call it between requests: a request using row numbers from ``hits()``
+        across a reload would mix generations (``latest()`` avoids that)."""
+        fresh = self.latest()
+        if fresh is self:
+            return False
+        self.__dict__.update(fresh.__dict__)
+        return True
+
+    @staticmethod
+    def check(index_dir: str | Path) -> list[str]:
+        """Problems found in the index at ``index_dir`` (empty when it is whole): files present,
+        manifest readable, record, vector and keyword counts agree, vectors finite and unit length."""
+        store = IndexStore(index_dir)
+        try:
+            gen = store.current()
+            manifest = store.manifest()
+        except RagError as e:
+            return [str(e)]
+        problems: list[str] = []
+        try:
+            with open(gen / "articles.jsonl", encoding="utf-8") as f:
+                articles = {json.loads(line)["id"] for line in f}
+            with open(gen / "chunks.jsonl", encoding="utf-8") as f:
+                chunk_docs = [json.loads(line)["doc_id"] for line in f]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            return [f"{gen}: damaged article or chunk records ({e})"]
+        counts = manifest.get("counts", {})
+        if counts.get("articles") != len(articles) or counts.get("chunks") != len(chunk_docs):
+            problems.append(f"{gen / 'manifest.json'}: counts {counts} but {len(articles)} articles and {len(chunk_docs)} chunks on disk")
+        orphans = sorted(set(chunk_docs) - articles)
+        if orphans:
+            problems.append(f"{gen / 'chunks.jsonl'}: chunks of unknown articles {orphans[:5]}")
+        try:
+            vecs = VectorIndex.load(gen).vectors()
+            if len(vecs) != len(chunk_docs):
+                problems.append(f"{gen / VectorIndex.FILE}: {len(vecs)} vectors for {len(chunk_docs)} chunks")
+            if vecs.shape[1] != manifest.get("dim"):
+                problems.append(f"{gen / VectorIndex.FILE}: dimension {vecs.shape[1]}, manifest says {manifest.get('dim')}")
+            if not np.isfinite(vecs).all():
+                problems.append(f"{gen / VectorIndex.FILE}: {int((~np.isfinite(vecs).all(axis=1)).sum())} vectors are not finite")
+            elif len(vecs) and not np.allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-3):
+                problems.append(f"{gen / VectorIndex.FILE}: vectors are not unit length")
+        except RagError as e:
+            problems.append(str(e))
+        try:
+            n = KeywordIndex.load(gen).n_docs
+            if n != len(chunk_docs):
+                problems.append(f"{gen / 'bm25'}: {n} keyword rows for {len(chunk_docs)} chunks")
+        except RagError as e:
+            problems.append(str(e))
+        return problems

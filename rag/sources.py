@@ -25,7 +25,9 @@ __all__ = ["read_articles", "read_file", "IngestResult", "SUPPORTED_SUFFIXES", "
 log = logging.getLogger(__name__)
 
 SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".jsonl")
-MAX_FILE_BYTES = 200 * 1024 * 1024
+# Larger files are refused: 16 MB of Chinese text is ~5 million characters, hours of
+# embedding on a CPU, and almost surely a dump that should be split into articles (JSONL).
+MAX_FILE_BYTES = 16 * 1024 * 1024
 
 
 @dataclass
@@ -48,8 +50,14 @@ def decode_bytes(data: bytes, path: str = "<bytes>") -> str:
         data = data[3:]
     try:
         return data.decode("utf-8")
-    except UnicodeDecodeError:
-        pass
+    except UnicodeDecodeError as e:
+        first_bad = e.start
+    # UTF-8 with a few broken bytes (a file cut mid-character, a stray byte): keep the text
+    lenient = data.decode("utf-8", errors="replace")
+    bad = lenient.count("\ufffd")
+    if bad <= max(2, len(lenient) // 1000):
+        log.warning("%s: %d undecodable byte sequence(s) in UTF-8 text (first at byte %d) dropped", path, bad, first_bad)
+        return lenient.replace("\ufffd", "")
     candidates: list[tuple[float, str]] = []
     for enc in ("gb18030", "big5"):
         try:
@@ -347,6 +355,28 @@ def _html_to_lines(html: str) -> tuple[list[str], dict]:
     return lines, meta
 
 
+_MD_HEADING = re.compile(r"^#{1,6}\s+(.*?)\s*#*$")
+
+
+def _markdown_headings(lines: list[str], meta: dict) -> list[str]:
+    """Markdown headings without their ``#`` marks; the first one is the title when none is given
+    (and is dropped when it repeats the given title)."""
+    out: list[str] = []
+    for ln in lines:
+        m = _MD_HEADING.match(ln)
+        if not m:
+            out.append(ln)
+            continue
+        heading = m.group(1).strip()
+        if not meta.get("title"):
+            meta["title"] = heading
+            continue
+        if to_simplified(heading) == to_simplified(str(meta["title"]).strip()):
+            continue
+        out.append(heading)
+    return out
+
+
 def _parse_text_document(text: str, stem: str, origin: str, path: str, *, is_html: bool) -> list[Article]:
     meta, body = _front_matter(text, path)
     if is_html or _HTML_HINT.search(body):
@@ -365,6 +395,7 @@ def _parse_text_document(text: str, stem: str, origin: str, path: str, *, is_htm
         lines = _clean_lines(strip_pinyin_noise(body))
         if _is_listing(lines):
             return _parse_listing(lines, stem, origin)
+        lines = _markdown_headings(lines, meta)
     lines = [strip_pinyin_noise(ln) for ln in lines] if is_html else lines
     draft = _Draft(
         title=str(meta["title"]).strip() if meta.get("title") else None,
@@ -433,7 +464,11 @@ def read_file(path: str | Path, *, root: str | Path | None = None) -> IngestResu
         try:
             size = p.stat().st_size
             if size > MAX_FILE_BYTES:
-                raise SourceError(str(p), f"file is {size / 2**20:.0f} MB; the limit is {MAX_FILE_BYTES // 2**20} MB — split it")
+                raise SourceError(
+                    str(p),
+                    f"file is {size / 2**20:.0f} MB; the limit is {MAX_FILE_BYTES // 2**20} MB per file: "
+                    "split it into several files, or one article per line in a .jsonl file",
+                )
             data = p.read_bytes()
         except OSError as e:
             raise SourceError(str(p), f"cannot read the file: {e.strerror or e}") from e

@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import shutil
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -30,6 +31,10 @@ __all__ = ["IndexStore", "FORMAT_VERSION"]
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
+
+# index root → (owning thread, open lock file, depth): the locks this process holds
+_HELD: dict[str, tuple[int, object, int]] = {}
+_HELD_GUARD = threading.Lock()
 MANIFEST = "manifest.json"
 REQUIRED = (MANIFEST, "articles.jsonl", "chunks.jsonl", "vectors.faiss", "bm25")
 
@@ -97,22 +102,60 @@ class IndexStore:
 
     # --- writing ------------------------------------------------------------------------------
     @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the writer lock (re-entrant within a thread), for a read-modify-write of the index.
+
+        Another process or thread holding it gives IndexLockedError at once; the kernel drops
+        the lock of a process that dies, so a killed writer never blocks the next one.
+        """
+        key = str(self.root.resolve())
+        with _HELD_GUARD:
+            held = _HELD.get(key)
+            if held and held[0] == threading.get_ident():
+                _HELD[key] = (held[0], held[1], held[2] + 1)
+                reentered = True
+            else:
+                reentered = False
+        if reentered:
+            try:
+                yield
+            finally:
+                with _HELD_GUARD:
+                    owner, f, depth = _HELD[key]
+                    _HELD[key] = (owner, f, depth - 1)
+            return
+        self.root.mkdir(parents=True, exist_ok=True)
+        f = open(self.root / ".lock", "a+")
+        try:
+            if held:
+                raise BlockingIOError
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.close()
+            raise IndexLockedError(
+                f"index at {self.root} is being written by another process; wait for it to finish and try again"
+            ) from None
+        with _HELD_GUARD:
+            _HELD[key] = (threading.get_ident(), f, 1)
+        try:
+            yield
+        finally:
+            with _HELD_GUARD:
+                _HELD.pop(key, None)
+            fcntl.flock(f, fcntl.LOCK_UN)
+            f.close()
+
+    @contextlib.contextmanager
     def writer(self) -> Iterator[Path]:
         """Lock the index, yield an empty folder for the new generation, publish it on success.
 
         If the body raises (or the process dies) the new folder is discarded and the
         live generation is untouched.
         """
-        self.root.mkdir(parents=True, exist_ok=True)
-        lock_path = self.root / ".lock"
-        lock = open(lock_path, "a+")
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            lock.close()
-            raise IndexLockedError(
-                f"index at {self.root} is being written by another process; wait for it to finish and try again"
-            ) from None
+        with self.lock():
+            yield from self._write()
+
+    def _write(self) -> Iterator[Path]:
         new = self.root / f"g-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
         try:
             self._sweep()
@@ -134,9 +177,6 @@ class IndexStore:
         except BaseException:
             shutil.rmtree(new, ignore_errors=True)
             raise
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-            lock.close()
 
     def _sweep(self, keep_previous: bool = False) -> None:
         """Remove generations that are not live (and leftovers of crashed writers).

@@ -87,12 +87,37 @@ def is_traditional(text: str) -> bool:
     return bool(text) and to_simplified(text) != text
 
 
+@lru_cache(maxsize=1)
+def _variant_table() -> dict[int, str]:
+    """Characters that t2s leaves alone but whose Traditional form t2s maps elsewhere
+    (麹 → 麴 → 曲): map them to that Simplified form, so both scripts fold alike."""
+    chars = [chr(cp) for r in ((0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF)) for cp in range(r[0], r[1] + 1)]
+    simp = to_simplified("\n".join(chars)).split("\n")
+    back = to_simplified(to_traditional("\n".join(simp))).split("\n")
+    if not (len(chars) == len(simp) == len(back)):
+        return {}
+    table: dict[int, str] = {}
+    for c, s, b in zip(chars, simp, back):
+        target = b if s != b else s
+        if len(target) == 1 and target != c:
+            table[ord(c)] = target
+    # follow chains to a fixed point so that folding twice changes nothing
+    for cp, t in list(table.items()):
+        seen = {cp}
+        while ord(t) in table and ord(t) not in seen:
+            seen.add(ord(t))
+            t = table[ord(t)]
+        table[cp] = t
+    return table
+
+
 def fold(text: str) -> str:
     """NFKC width folding and Traditional → Simplified, case kept (what the embedder sees)."""
     if not text:
         return ""
     folded = unicodedata.normalize("NFKC", text)
-    return unicodedata.normalize("NFKC", to_simplified(folded))
+    simp = unicodedata.normalize("NFKC", to_simplified(folded))
+    return simp.translate(_variant_table())
 
 
 def normalize(text: str) -> str:

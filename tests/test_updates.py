@@ -1,0 +1,153 @@
+"""Changing the corpus without a rebuild: Retriever.add / remove / sync / reload_if_changed / check, and the CLI."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+import rag
+from rag.cli import main
+from rag.retrieval import UpdateReport
+from rag.store import IndexStore
+
+from conftest import TEST_DATA
+
+COPY = TEST_DATA / "formats" / "wuhan_copy.txt"
+
+
+@pytest.fixture()
+def tiny(tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(TEST_DATA / "tiny", data)
+    index = tmp_path / "index"
+    r = rag.Retriever.build(data, index)
+    return data, index, r
+
+
+def test_add_embeds_only_the_new_article_and_folds_duplicates(tiny):
+    data, index, r = tiny
+    before = len(r.chunks)
+    report = r.add([COPY])
+    assert isinstance(report, UpdateReport)
+    assert report.added == ["wuhan_copy"] and report.changed == [] and report.removed == []
+    assert report.embedded == 1 and report.reused == before
+    loaded = rag.Retriever.load(index)
+    assert "wuhan_copy" in loaded.articles and loaded.manifest["counts"]["articles"] == 5
+    ps = loaded.search("武汉长江新区首批项目签约", k=3)
+    hits = [p for p in ps if p.doc_id in ("wuhan", "wuhan_copy")]
+    assert len(hits) == 1  # the same story from two outlets is shown once
+    assert set(hits[0].also_in) == ({"湖北日报", "长江日报"} - {hits[0].source})
+    # adding the same file again changes nothing and embeds nothing
+    again = r.add([COPY])
+    assert (again.added, again.changed, again.unchanged, again.embedded) == ([], [], 1, 0)
+
+
+def test_remove_deletes_articles_without_embedding(tiny):
+    data, index, r = tiny
+    report = r.remove(["jj-01", "no-such-id"])
+    assert report.removed == ["jj-01"] and report.embedded == 0
+    assert report.errors == ["no article with id 'no-such-id' in the index"]
+    loaded = rag.Retriever.load(index)
+    assert "jj-01" not in loaded.articles and all(c.doc_id != "jj-01" for c in loaded.chunks)
+    assert all(p.doc_id != "jj-01" for p in loaded.search("九江最美岸线绿道", k=5))
+
+
+def test_sync_applies_new_edited_and_deleted_files(tiny):
+    data, index, r = tiny
+    token = IndexStore(index).generation_token()
+    nothing = r.sync(data)
+    assert (nothing.added, nothing.changed, nothing.removed, nothing.embedded) == ([], [], [], 0)
+    assert IndexStore(index).generation_token() == token  # nothing changed: nothing written
+
+    (data / "jiujiang.jsonl").unlink()
+    md = (data / "yichang.md").read_text(encoding="utf-8")
+    (data / "yichang.md").write_text(md.replace("46公里", "52公里"), encoding="utf-8")
+    shutil.copy(COPY, data / "wuhan_copy.txt")
+    report = r.sync(data)
+    assert report.added == ["wuhan_copy"]
+    assert report.changed == ["yichang"]
+    assert report.removed == ["jj-01", "jj-02"]
+    assert report.embedded == 2  # the edited chunk and the new one; 'wuhan' is reused
+    loaded = rag.Retriever.load(index)
+    assert sorted(loaded.articles) == ["wuhan", "wuhan_copy", "yichang"]
+    assert "52公里" in loaded.articles["yichang"].text
+    assert rag.Retriever.is_stale(data, index) is None
+    assert r.sync(data).embedded == 0
+
+
+def test_running_retriever_picks_up_a_new_generation(tiny):
+    data, index, writer = tiny
+    reader = rag.Retriever.load(index)
+    assert reader.reload_if_changed() is False
+    writer.add([COPY])
+    assert reader.reload_if_changed() is True
+    assert "wuhan_copy" in reader.articles
+    assert reader.reload_if_changed() is False
+
+
+def test_check_passes_on_a_whole_index_and_names_the_damage(tiny, capsys):
+    data, index, r = tiny
+    assert rag.Retriever.check(index) == []
+    assert main(["check", str(index)]) == 0
+    gen = IndexStore(index).current()
+    m = json.loads((gen / "manifest.json").read_text(encoding="utf-8"))
+    m["counts"]["chunks"] += 1
+    (gen / "manifest.json").write_text(json.dumps(m), encoding="utf-8")
+    assert main(["check", str(index)]) == 1
+    err = capsys.readouterr().err
+    assert "manifest.json: counts" in err and f"rag build --data DATA_DIR --index {index}" in err
+
+
+def test_check_finds_non_finite_vectors(tiny):
+    import numpy as np
+    from rag.vector_index import VectorIndex
+
+    data, index, r = tiny
+    gen = IndexStore(index).current()
+    vecs = VectorIndex.load(gen).vectors()
+    vecs[0, 0] = np.nan
+    VectorIndex.from_vectors(vecs).save(gen)
+    (problem,) = rag.Retriever.check(index)
+    assert problem.endswith("vectors.faiss: 1 vectors are not finite")
+
+
+def test_cli_add_remove_sync(tiny, capsys):
+    data, index, r = tiny
+    assert main(["add", "--index", str(index), "--json", str(COPY)]) == 0
+    assert json.loads(capsys.readouterr().out)["added"] == ["wuhan_copy"]
+    assert main(["remove", "--index", str(index), "wuhan_copy"]) == 0
+    assert "0 added, 0 changed, 1 removed" in capsys.readouterr().out
+    (data / "yichang.md").unlink()
+    assert main(["sync", "--index", str(index), "--json", str(data)]) == 0
+    assert json.loads(capsys.readouterr().out)["removed"] == ["yichang"]
+    assert main(["check", str(index)]) == 0
+
+
+def test_removing_or_syncing_away_everything_is_refused(tiny):
+    data, index, r = tiny
+    with pytest.raises(rag.QueryError, match=r"removing 4 article\(s\) would leave the index at .* empty; build a new index"):
+        r.remove(sorted(r.articles))
+    for f in data.iterdir():
+        f.unlink()
+    with pytest.raises(rag.SourceError, match=r"data: no articles could be read \(no \.txt.*\); the index is left as it was"):
+        r.sync(data)
+    assert len(rag.Retriever.load(index).articles) == 4
+
+
+def test_sync_of_a_file_that_became_unreadable_reports_it(tiny):
+    data, index, r = tiny
+    (data / "jiujiang.jsonl").write_bytes(b"\x00\x01binary")
+    report = r.sync(data)
+    assert report.removed == ["jj-01", "jj-02"] and report.unchanged == 2
+    assert report.errors and report.errors[0].startswith(f"{data / 'jiujiang.jsonl'}: binary file")
+
+
+def test_latest_returns_a_new_object_and_leaves_the_old_one_whole(tiny):
+    data, index, writer = tiny
+    reader = rag.Retriever.load(index)
+    assert reader.latest() is reader
+    writer.add([COPY])
+    fresh = reader.latest()
+    assert fresh is not reader and "wuhan_copy" in fresh.articles
+    assert "wuhan_copy" not in reader.articles and len(reader.chunks) == reader.vectors.size
