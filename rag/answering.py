@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, replace, replace
 from typing import Iterator
 
 from .config import Config
@@ -175,6 +175,10 @@ class Assistant:
 
         for cand in candidates[1:4]:
             # overlapping chunks repeat sentences: the same place in the same article is one sentence
+            # and the same story syndicated by another outlet says nothing new either
+            first_doc, cand_doc = where(chosen[0])[0], where(cand)[0]
+            if cand_doc != first_doc and self.retriever.near_duplicates(first_doc, cand_doc):
+                continue
             if cand[0] >= 0.8 * best and where(cand) != where(chosen[0]):
                 chosen.append(cand)
                 break
@@ -201,8 +205,20 @@ class Assistant:
                 highlights[pi] = raw.strip()
             parts.append(f"{piece}[{cited.index(pi) + 1}]")
             used += len(piece) + 3
-        passages = [self.retriever.passage(hits[pi]) for pi in cited]
+        passages = [self._with_other_outlets(self.retriever.passage(hits[pi]), hits) for pi in cited]
         return "".join(parts), passages, [highlights[pi] for pi in cited]
+
+    def _with_other_outlets(self, passage: Passage, hits: list[Hit]) -> Passage:
+        """The passage with the outlets of retrieved near-identical articles listed in ``also_in``."""
+        labels: list[str] = []
+        for h in hits:
+            doc = self.retriever.chunks[h.row].doc_id
+            if doc != passage.doc_id and self.retriever.near_duplicates(passage.doc_id, doc):
+                a = self.retriever.articles[doc]
+                label = a.source or doc
+                if label != passage.source and label not in labels:
+                    labels.append(label)
+        return replace(passage, also_in=tuple(labels)) if labels else passage
 
     # --- the public call ----------------------------------------------------------------------
     def ask(self, question: str, history: list | None = None, **filters) -> Answer:

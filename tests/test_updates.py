@@ -151,3 +151,14 @@ def test_latest_returns_a_new_object_and_leaves_the_old_one_whole(tiny):
     fresh = reader.latest()
     assert fresh is not reader and "wuhan_copy" in fresh.articles
     assert "wuhan_copy" not in reader.articles and len(reader.chunks) == reader.vectors.size
+
+
+def test_answer_cites_a_syndicated_story_once_and_lists_the_other_outlet(tiny):
+    data, index, r = tiny
+    r.add([COPY])
+    a = rag.Assistant(rag.Retriever.load(index)).ask("武汉长江新区首批签约了多少个项目？")
+    assert a.grounded
+    docs = [p.doc_id for p in a.citations]
+    assert not {"wuhan", "wuhan_copy"} <= set(docs)  # one of the two copies is cited
+    cited = next(p for p in a.citations if p.doc_id in ("wuhan", "wuhan_copy"))
+    assert set(cited.also_in) == ({"湖北日报", "长江日报"} - {cited.source})
