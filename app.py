@@ -10,13 +10,14 @@ from typing import Any
 
 import gradio as gr
 import uvicorn
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, File, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 import rag
-from rag.errors import NotReadyError, QueryError, RagError
-from rag.service import MAX_K, Service
+from rag.errors import IndexLockedError, NotReadyError, QueryError, RagError
+from rag.service import MAX_K, UPLOAD_SUFFIXES, Service
 
 log = logging.getLogger("app")
 
@@ -59,6 +60,24 @@ class AskBody(BaseModel):
     filters: FilterBody | None = None
 
 
+class UploadedFile(BaseModel):
+    name: str
+    status: str = Field(..., description="new, updated (replaced a file of that name) or unchanged")
+
+
+class UploadResult(BaseModel):
+    files: list[UploadedFile]
+    added: list[str] = Field(..., description="ids of new articles")
+    changed: list[str] = Field(..., description="ids of articles whose text changed")
+    removed: list[str] = Field(..., description="ids of articles no longer in the data folder")
+    unchanged: int
+    embedded: int = Field(..., description="chunks embedded (new or changed text)")
+    reused: int = Field(..., description="chunks whose vectors were reused")
+    seconds: float
+    errors: list[str] = Field(..., description="files (or JSONL lines) that could not be read, by name")
+    summary: str
+
+
 class FeedbackBody(BaseModel):
     question: str
     answer: str
@@ -77,6 +96,10 @@ def make_api(service: Service) -> FastAPI:
     async def _not_ready(_: Request, e: NotReadyError) -> JSONResponse:
         return JSONResponse({"error": "not_ready", "detail": str(e)}, status_code=503, headers={"Retry-After": "5"})
 
+    @api.exception_handler(IndexLockedError)
+    async def _locked(_: Request, e: IndexLockedError) -> JSONResponse:
+        return JSONResponse({"error": "index_busy", "detail": str(e)}, status_code=409, headers={"Retry-After": "5"})
+
     @api.exception_handler(RagError)
     async def _rag_error(_: Request, e: RagError) -> JSONResponse:
         log.error("request failed: %s", e)
@@ -94,6 +117,24 @@ def make_api(service: Service) -> FastAPI:
     def feedback(body: FeedbackBody) -> dict:
         path = service.feedback(body.question, body.answer, body.sources, body.vote)
         return {"ok": True, "file": str(path)}
+
+    @api.post(
+        "/api/documents",
+        summary="Upload article files and index them",
+        description=(
+            f"Multipart upload of one or more files ({', '.join(UPLOAD_SUFFIXES)}) under the field `files`. "
+            "Each is saved in the data folder under its own name (a file of that name is replaced and "
+            "reported as `updated`), then the index is brought up to date; requests keep being answered "
+            "meanwhile. 422 names a file of an unsupported type (nothing is saved then); 409 when another "
+            "process is writing the index."
+        ),
+        response_model=UploadResult,
+        responses={422: {"description": "unsupported file type, bad name or file too large"},
+                   409: {"description": "the index is being written by another process"}},
+    )
+    async def documents(files: list[UploadFile] = File(..., description="article files")) -> dict:
+        payload = [(f.filename or "", await f.read()) for f in files]
+        return await run_in_threadpool(service.upload, payload)
 
     @api.get("/api/health", summary="Index status")
     def health() -> dict:
@@ -149,34 +190,79 @@ def answer_markdown(answer: rag.Answer) -> str:
     return text
 
 
+_FILE_STATUS = {"new": "新文件", "updated": "更新（替换了同名文件）", "unchanged": "未变化"}
+
+
+def upload_files(service: Service, paths: list | None) -> str:
+    """The upload tab's handler: save the uploaded files (Gradio temp paths, original names kept)
+    into the data folder, update the index, and describe what changed as Markdown."""
+    if not paths:
+        return "请先选择要上传的文件。"
+    files = []
+    for p in paths:
+        path = getattr(p, "name", None) or getattr(p, "path", None) or str(p)
+        with open(path, "rb") as f:
+            files.append((os.path.basename(path), f.read()))
+    try:
+        r = service.upload(files)
+    except QueryError as e:
+        return f"⚠ 未上传：{e}"
+    except (NotReadyError, IndexLockedError) as e:
+        return f"⚠ 暂时无法更新索引：{e}"
+    except RagError as e:
+        log.error("upload failed: %s", e)
+        return f"⚠ 更新失败：{e}"
+    lines = ["### 更新报告", ""]
+    lines += [f"- {html.escape(f['name'])}：{_FILE_STATUS.get(f['status'], f['status'])}" for f in r["files"]]
+    lines += [
+        "",
+        f"新增文章 {len(r['added'])} 篇，修改 {len(r['changed'])} 篇，删除 {len(r['removed'])} 篇，"
+        f"未变 {r['unchanged']} 篇；嵌入 {r['embedded']} 个段落（复用 {r['reused']} 个），用时 {r['seconds']:.1f} 秒。",
+    ]
+    if r["errors"]:
+        lines += ["", f"**{len(r['errors'])} 个文件出错：**"] + [f"- {html.escape(e)}" for e in r["errors"]]
+    return "\n".join(lines)
+
+
 def make_blocks(service: Service) -> gr.Blocks:
     with gr.Blocks(title="新闻问答") as demo:
         gr.Markdown("## 新闻问答\n根据新闻文章回答问题，每个答案都注明出处。")
         status = gr.Markdown(service.status, elem_id="status")
         last = gr.State({})  # assistant message index → {question, answer, sources}
-        with gr.Row(equal_height=False):
-            with gr.Column(scale=3, min_width=300):
-                chat = gr.Chatbot(
-                    label="对话",
-                    height=460,
-                    buttons=["copy"],
-                    feedback_options=("Like", "Dislike"),
-                    elem_id="chat",
-                    sanitize_html=True,
+        with gr.Tabs():
+            with gr.Tab("问答", id="chat-tab"):
+                with gr.Row(equal_height=False):
+                    with gr.Column(scale=3, min_width=300):
+                        chat = gr.Chatbot(
+                            label="对话",
+                            height=460,
+                            buttons=["copy"],
+                            feedback_options=("Like", "Dislike"),
+                            elem_id="chat",
+                            sanitize_html=True,
+                        )
+                        with gr.Row():
+                            box = gr.Textbox(placeholder="输入问题，例如：江岸签约了哪些项目？", show_label=False, scale=5, elem_id="question")
+                            send = gr.Button("提问", variant="primary", scale=1, min_width=80, elem_id="send")
+                        gr.Examples(EXAMPLES, inputs=box, label="示例问题")
+                        clear = gr.Button("清空对话", size="sm")
+                    with gr.Column(scale=2, min_width=280):
+                        gr.Markdown("### 出处")
+                        panel = gr.HTML(sources_html(None), elem_id="sources")
+                        with gr.Accordion("筛选", open=False):
+                            pubs = gr.Dropdown(choices=service.sources(), multiselect=True, label="媒体（不选则全部）")
+                            date_from = gr.Textbox(label="起始日期", placeholder="2021-01-01")
+                            date_to = gr.Textbox(label="结束日期", placeholder="2021-12-31")
+                            k = gr.Slider(1, 10, value=3, step=1, label="参考段落数（top-k）")
+            with gr.Tab("上传文章", id="upload-tab"):
+                gr.Markdown(
+                    "上传 .txt、.md、.html 或 .jsonl 文件：文件保存到数据文件夹并加入索引，"
+                    "更新期间问答照常进行。同名文件会被替换（报告中标为“更新”）。"
                 )
-                with gr.Row():
-                    box = gr.Textbox(placeholder="输入问题，例如：江岸签约了哪些项目？", show_label=False, scale=5, elem_id="question")
-                    send = gr.Button("提问", variant="primary", scale=1, min_width=80, elem_id="send")
-                gr.Examples(EXAMPLES, inputs=box, label="示例问题")
-                clear = gr.Button("清空对话", size="sm")
-            with gr.Column(scale=2, min_width=280):
-                gr.Markdown("### 出处")
-                panel = gr.HTML(sources_html(None), elem_id="sources")
-                with gr.Accordion("筛选", open=False):
-                    pubs = gr.Dropdown(choices=service.sources(), multiselect=True, label="媒体（不选则全部）")
-                    date_from = gr.Textbox(label="起始日期", placeholder="2021-01-01")
-                    date_to = gr.Textbox(label="结束日期", placeholder="2021-12-31")
-                    k = gr.Slider(1, 10, value=3, step=1, label="参考段落数（top-k）")
+                files = gr.File(label="文章文件", file_count="multiple", file_types=list(UPLOAD_SUFFIXES),
+                                elem_id="upload-files")
+                upload_btn = gr.Button("上传并更新索引", variant="primary", elem_id="upload")
+                upload_report = gr.Markdown(elem_id="upload-report")
 
         def ask(message: str, history: list, sources: list | None, d_from: str, d_to: str, top_k: float, memo: dict):
             history = list(history or [])
@@ -214,6 +300,11 @@ def make_blocks(service: Service) -> gr.Blocks:
 
         def refresh():
             return service.status, gr.update(choices=service.sources())
+
+        def on_upload(paths: list | None):
+            return upload_files(service, paths), *refresh()
+
+        upload_btn.click(on_upload, [files], [upload_report, status, pubs], api_name=False)
 
         timer = gr.Timer(2.0)
         timer.tick(lambda: (*refresh(), gr.Timer(active=not service.ready)), None, [status, pubs, timer], api_name=False)

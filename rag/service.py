@@ -5,9 +5,10 @@ import datetime as _dt
 import json
 import logging
 import os
+import copy
 import re
 import threading
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -17,12 +18,15 @@ from .errors import NotReadyError, QueryError, RagError
 from .llm import ChatModel
 from .records import Answer
 from .retrieval import Retriever, clean_query
+from .sources import MAX_FILE_BYTES, SUPPORTED_SUFFIXES
+from .store import IndexStore
 
-__all__ = ["Service", "Filters", "MAX_K", "history_messages"]
+__all__ = ["Service", "Filters", "MAX_K", "UPLOAD_SUFFIXES", "history_messages"]
 
 log = logging.getLogger(__name__)
 
 MAX_K = 20
+UPLOAD_SUFFIXES = SUPPORTED_SUFFIXES
 _DATE = re.compile(r"\d{4}(-\d{2}(-\d{2})?)?")
 
 
@@ -109,6 +113,8 @@ class Service:
         self._ready = threading.Event()
         self._lock = threading.Lock()
         self._feedback_lock = threading.Lock()
+        self._reload_lock = threading.Lock()  # one request at a time loads a new generation
+        self._write_lock = threading.Lock()  # uploads of this process one after another
 
     # --- lifecycle ---------------------------------------------------------------------------
     def start(self, show_progress: bool = False) -> None:
@@ -126,7 +132,7 @@ class Service:
                     self.status = "正在载入索引…"
                     log.info("loading index %s", self.index_dir)
                     self.retriever = Retriever.load(self.index_dir, config=self.config)
-                self.status = f"就绪：{len(self.retriever.articles)} 篇文章，{len(self.retriever.chunks)} 个段落"
+                self._set_ready_status(self.retriever)
                 log.info("ready: %s", self.status)
             except Exception as e:  # recorded so requests get 503 with the reason instead of waiting forever
                 self.error = str(e) if isinstance(e, RagError) else f"{type(e).__name__}: {e}"
@@ -155,10 +161,29 @@ class Service:
         self._ready.wait(timeout)
         return self.ready
 
+    def _set_ready_status(self, r: Retriever) -> None:
+        self.status = f"就绪：{len(r.articles)} 篇文章，{len(r.chunks)} 个段落"
+
     def _retriever(self) -> Retriever:
-        if self.retriever is None:
+        """The live retriever, after swapping in a generation another process published (``rag add``,
+        ``rag sync``). The check reads one small file; when it finds a new generation, one request
+        loads it while the others go on with the old retriever, and every request finishes on the
+        retriever it started with."""
+        r = self.retriever
+        if r is None:
             raise NotReadyError(self.error or f"index {self.index_dir} is still loading; retry in a few seconds")
-        return self.retriever
+        if not self._reload_lock.acquire(blocking=False):
+            return r
+        try:
+            r = self.retriever
+            fresh = r.latest()
+            if fresh is not r:
+                self.retriever = fresh
+                self._set_ready_status(fresh)
+                log.info("now serving %s", self.status)
+            return fresh
+        finally:
+            self._reload_lock.release()
 
     def assistant(self, k: int | None = None) -> Assistant:
         r = self._retriever()
@@ -166,7 +191,7 @@ class Service:
         return Assistant(r, config, llm=self.llm)
 
     def sources(self) -> list[str]:
-        return self.retriever.sources() if self.retriever else []
+        return self._retriever().sources() if self.retriever else []
 
     # --- requests ----------------------------------------------------------------------------
     def search(self, req: dict) -> dict:
@@ -194,6 +219,60 @@ class Service:
     def stream(self, req: dict) -> Iterator[str | Answer]:
         question, history, k, f = self._ask_args(req)
         return self.assistant(k).stream(question, history=history, **f.kwargs())
+
+    # --- uploads ----------------------------------------------------------------------------
+    def upload(self, files: list[tuple[str, bytes]]) -> dict:
+        """Save uploaded article files into the data folder and bring the index up to date with it.
+
+        ``files`` are ``(file name, content)`` pairs. The name is kept (without any folder part);
+        a file of that name already in the folder is replaced and reported as ``updated``
+        (``unchanged`` when the bytes are the same). The index follows the folder with
+        ``Retriever.sync``, so a replaced file's old articles go away. Requests keep being answered
+        on the old index until the new one is saved. Returns ``{"files": [{name, status}],
+        **UpdateReport, "summary"}``; unreadable files are listed by name in ``errors``.
+
+        Raises QueryError, naming the file, for an unsupported type, a bad name or a file over the
+        size limit; nothing is written then.
+        """
+        if not files:
+            raise QueryError("no files: upload one or more .txt, .md, .html or .jsonl files")
+        checked: list[tuple[str, bytes]] = []
+        for raw_name, content in files:
+            name = (raw_name or "").replace("\\", "/").rsplit("/", 1)[-1].strip()
+            if not name or name.startswith("."):
+                raise QueryError(f"file name {raw_name!r} is not usable: give the file a name like article.txt")
+            if Path(name).suffix.lower() not in UPLOAD_SUFFIXES:
+                raise QueryError(
+                    f"{name}: unsupported file type {Path(name).suffix or '(none)'!r}; "
+                    f"upload {', '.join(UPLOAD_SUFFIXES)} files"
+                )
+            if len(content) > MAX_FILE_BYTES:
+                raise QueryError(
+                    f"{name}: file is {len(content) / 2**20:.0f} MB; the limit is {MAX_FILE_BYTES // 2**20} MB per file: "
+                    "split it, or use one article per line in .jsonl"
+                )
+            checked.append((name, content))
+        live = self._retriever()
+        with self._write_lock:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            saved = []
+            for name, content in checked:
+                target = self.data_dir / name
+                status = "new"
+                if target.exists():
+                    status = "unchanged" if target.read_bytes() == content else "updated"
+                if status != "unchanged":
+                    tmp = self.data_dir / f".upload-{os.getpid()}-{threading.get_ident()}-{name}"
+                    tmp.write_bytes(content)
+                    os.replace(tmp, target)
+                    log.info("upload: %s %s (%d bytes)", status, target, len(content))
+                saved.append({"name": name, "status": status})
+            # update a copy: requests in flight keep the live retriever untouched
+            writer = copy.copy(self.retriever or live)
+            report = writer.sync(self.data_dir)
+            self.retriever = writer
+            self._set_ready_status(writer)
+        return {"files": saved, **asdict(report), "summary": report.summary()}
 
     # --- feedback ----------------------------------------------------------------------------
     def feedback(self, question: str, answer: str, sources: list, vote: str) -> Path:

@@ -187,3 +187,105 @@ def test_chat_streams_language_model_answer(seed_index, tmp_path):
     assert len(texts) >= 5
     assert "江岸签约" in texts[0] and 'href="#src-1"' not in texts[0]
     assert 'href="#src-1"' in texts[-1] and "中科水研智慧水利水务平台项目等6个项目" in texts[-1]
+
+
+# --- updates while serving, and uploads ------------------------------------------------------
+NEW_ARTICLE = "汉阳月湖湿地新建观鸟台\n来源:长江日报\n长江日报讯 汉阳月湖湿地公园新建三座观鸟台，市民可观察白鹭和小䴙䴘等水鸟。\n"
+
+
+@pytest.fixture()
+def tiny_service(tmp_path):
+    import shutil
+    from conftest import TEST_DATA
+
+    data = tmp_path / "data"
+    shutil.copytree(TEST_DATA / "tiny", data)
+    svc = Service(data, tmp_path / "index", feedback_dir=tmp_path / "feedback")
+    svc.start()
+    assert svc.ready
+    return svc
+
+
+def test_serves_an_article_added_by_another_process_without_restart(tiny_service, tmp_path):
+    import subprocess
+
+    client = TestClient(app.make_api(tiny_service))
+    new = tmp_path / "incoming" / "yuehu.txt"
+    new.parent.mkdir()
+    new.write_text(NEW_ARTICLE, encoding="utf-8")
+    assert all(p["doc_id"] != "yuehu" for p in client.post("/api/search", json={"query": "月湖观鸟台"}).json()["passages"])
+    n_before = len(tiny_service.retriever.articles)
+
+    stop, statuses = threading.Event(), []
+
+    def keep_asking() -> None:
+        c = TestClient(app.make_api(tiny_service))
+        for _ in range(2000):  # bounded; stops when the update is done
+            if stop.is_set():
+                break
+            statuses.append(c.post("/api/search", json={"query": "九江最美岸线", "k": 2}).status_code)
+
+    asker = threading.Thread(target=keep_asking)
+    asker.start()
+    try:
+        done = subprocess.run([sys.executable, "-m", "rag.cli", "add", "--index", str(tiny_service.index_dir), str(new)],
+                              cwd=ROOT, capture_output=True, text=True, timeout=300)
+    finally:
+        stop.set()
+        asker.join(60)
+    assert done.returncode == 0, done.stderr
+    assert statuses and set(statuses) == {200}
+    r = client.post("/api/search", json={"query": "月湖观鸟台", "k": 3})
+    assert r.status_code == 200 and r.json()["passages"][0]["doc_id"] == "yuehu"
+    assert f"{n_before + 1} 篇文章" in tiny_service.status
+
+
+def test_requests_in_flight_keep_the_retriever_they_started_with(tiny_service, tmp_path):
+    import rag
+
+    before = tiny_service._retriever()
+    new = tmp_path / "yuehu.txt"
+    new.write_text(NEW_ARTICLE, encoding="utf-8")
+    rag.Retriever.load(tiny_service.index_dir).add([new])  # another writer (same process, other object)
+    after = tiny_service._retriever()
+    assert after is not before and "yuehu" in after.articles
+    assert "yuehu" not in before.articles and before.search("月湖观鸟台", k=3)  # the old one still answers
+
+
+def test_upload_endpoint_adds_updates_and_refuses(tiny_service):
+    client = TestClient(app.make_api(tiny_service))
+    r = client.post("/api/documents", files=[("files", ("yuehu.txt", NEW_ARTICLE.encode(), "text/plain"))])
+    body = r.json()
+    assert r.status_code == 200, body
+    assert body["files"] == [{"name": "yuehu.txt", "status": "new"}]
+    assert body["added"] == ["yuehu"] and body["embedded"] >= 1 and body["errors"] == []
+    assert (tiny_service.data_dir / "yuehu.txt").read_text(encoding="utf-8") == NEW_ARTICLE
+    assert client.post("/api/search", json={"query": "月湖观鸟台", "k": 1}).json()["passages"][0]["doc_id"] == "yuehu"
+
+    edited = NEW_ARTICLE.replace("三座", "五座")
+    r = client.post("/api/documents", files=[("files", ("yuehu.txt", edited.encode(), "text/plain"))])
+    assert r.json()["files"] == [{"name": "yuehu.txt", "status": "updated"}] and r.json()["changed"] == ["yuehu"]
+    assert "五座" in client.post("/api/search", json={"query": "月湖观鸟台", "k": 1}).json()["passages"][0]["text"]
+
+    r = client.post("/api/documents", files=[("files", ("ok.txt", b"x", "text/plain")),
+                                              ("files", ("report.pdf", b"%PDF", "application/pdf"))])
+    assert r.status_code == 422 and "report.pdf: unsupported file type '.pdf'" in r.json()["detail"]
+    assert not (tiny_service.data_dir / "report.pdf").exists() and not (tiny_service.data_dir / "ok.txt").exists()
+    assert client.post("/api/documents").status_code == 422
+    spec = client.get("/openapi.json").json()["paths"]["/api/documents"]["post"]
+    assert "422" in spec["responses"] and "multipart/form-data" in spec["requestBody"]["content"]
+
+
+def test_upload_tab_handler_reports_in_chinese(tiny_service, tmp_path):
+    src = tmp_path / "uploads"
+    src.mkdir()
+    (src / "yuehu.md").write_text("# 汉阳月湖湿地新建观鸟台\n\n" + NEW_ARTICLE.split("\n", 2)[2], encoding="utf-8")
+    (src / "broken.jsonl").write_text('{"title": "无正文"}\nnot json\n', encoding="utf-8")
+    report = app.upload_files(tiny_service, [str(src / "yuehu.md"), str(src / "broken.jsonl")])
+    assert "yuehu.md：新文件" in report and "broken.jsonl：新文件" in report
+    assert "新增文章 1 篇" in report and "嵌入 " in report and " 秒" in report
+    assert "个文件出错" in report and "broken.jsonl" in report.split("个文件出错")[1]
+    (src / "notes.docx").write_bytes(b"PK")
+    refused = app.upload_files(tiny_service, [str(src / "notes.docx")])
+    assert refused.startswith("⚠ 未上传") and "notes.docx" in refused and ".jsonl" in refused
+    assert app.upload_files(tiny_service, []) == "请先选择要上传的文件。"

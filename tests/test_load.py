@@ -1,0 +1,52 @@
+"""scripts/load_test.py: a short, bounded run against a live app on 127.0.0.1 gives no errors."""
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import app  # noqa: E402
+import load_test  # noqa: E402
+from rag.service import Service  # noqa: E402
+
+from conftest import SEEDS  # noqa: E402
+from fake_openai import free_port  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def live_url(seed_index, tmp_path_factory):
+    import uvicorn
+
+    svc = Service(SEEDS, seed_index, feedback_dir=tmp_path_factory.mktemp("feedback"))
+    svc.start()
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app.make_app(svc), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    for _ in range(200):
+        if server.started:
+            break
+        time.sleep(0.1)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+
+
+def test_few_users_get_no_errors(live_url):
+    res, wall = load_test.load(live_url, users=3, seconds=3, requests=45, ask_share=0.35, chat_share=0.3)
+    assert load_test.ok(res), (dict(res.statuses), dict(res.errors))
+    n = sum(res.statuses.values())
+    assert 0 < n <= 45 and sum(len(v) for v in res.latencies.values()) == n
+
+
+def test_failures_are_counted(live_url):
+    """A wrong base path gives 404s, which ok() rejects (so the test above can fail)."""
+    res, _ = load_test.load(live_url + "/nowhere", users=1, seconds=2, requests=3, ask_share=0.5, chat_share=0)
+    assert not load_test.ok(res) and sum(res.statuses.values()) == 3
