@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import re
 from dataclasses import dataclass, replace, replace
 from typing import Iterator
@@ -35,11 +36,13 @@ _HAS_TIME = re.compile(r"(\d{4}年|\d{1,2}月|\d{1,2}日|\d{4}-\d{2})")
 
 @dataclass(frozen=True)
 class Evidence:
-    """How well the best retrieved passages cover the question (0..1) and what was retrieved."""
+    """Whether the best retrieved passages answer the question: ``score`` is a calibrated probability."""
 
     score: float
     hits: list[Hit]
     query: str
+    coverage: float = 0.0  # IDF-weighted share of the question's content words found in a top passage
+    dense: float = 0.0  # best cosine between the query and a top passage
 
 
 def _sentences(text: str) -> list[tuple[int, int]]:
@@ -91,8 +94,21 @@ class Assistant:
             q, k=max(5, self.config.answer_passages), prefer_year=int(year.group(1)) if year else None, **filters
         )
         terms = keywords(question)
-        score = max((self._coverage(terms, self._passage_text(h)) for h in hits[:3]), default=0.0)
-        return Evidence(score=score, hits=hits, query=q)
+        coverage = max((self._coverage(terms, self._passage_text(h)) for h in hits[:3]), default=0.0)
+        dense = max((h.dense_score for h in hits[:3] if h.dense_score is not None), default=0.0)
+        return Evidence(score=self._probability(coverage, dense), hits=hits, query=q, coverage=coverage, dense=dense)
+
+    def _probability(self, coverage: float, dense: float) -> float:
+        """Calibrated probability that the passages answer the question (logistic over two signals).
+
+        The weights were fitted for the default embedder (multilingual-e5-small) by
+        scripts/calibrate_decline.py; with another embedder, whose cosine scale differs, the
+        dense signal is replaced by its typical value for answerable questions.
+        """
+        w_cov, w_dense, bias, typical_dense = self.config.evidence_weights
+        if "e5" not in str(self.retriever.manifest.get("embedder_spec", "")) and "e5" not in self.retriever.embedder.name:
+            dense = typical_dense
+        return 1.0 / (1.0 + math.exp(-(w_cov * coverage + w_dense * dense + bias)))
 
     def _resolve(self, question: str, history: list | None, **filters) -> Evidence:
         """Retrieval for a question, using the previous user turn when it is a follow-up."""
@@ -104,7 +120,7 @@ class Assistant:
         if _ANAPHOR.search(normalize(question)):
             return self.evidence(question, combined, **filters)
         alone = self.evidence(question, **filters)
-        if alone.score >= self.config.decline_threshold and alone.score >= 0.75:
+        if alone.score >= self.config.decline_threshold and alone.coverage >= 0.75:
             return alone
         joint = self.evidence(question, combined, **filters)
         return joint if joint.score > alone.score else alone

@@ -36,8 +36,11 @@ class Config:
         dense_weight / keyword_weight: weights of the two rankings in fusion.
         answer_max_chars: upper bound of an extractive answer's length.
         answer_passages: how many top passages answer sentences are drawn from.
-        decline_threshold: evidence score under which the assistant declines
-            (calibrated by ``scripts/calibrate_decline.py``; see docs/benchmarks.md).
+        decline_threshold: probability that the passages hold the answer under which the
+            assistant declines.
+        evidence_weights: (coverage weight, dense weight, bias, typical dense score) of the
+            logistic model behind that probability; fitted on answerable and unanswerable
+            questions by ``scripts/calibrate_decline.py`` (see docs/benchmarks.md).
         llm_base_url / llm_model / llm_api_key / llm_timeout: optional
             OpenAI-compatible chat endpoint; empty base URL means extractive answers.
     """
@@ -53,7 +56,8 @@ class Config:
     keyword_weight: float = 1.0
     answer_max_chars: int = 200
     answer_passages: int = 3
-    decline_threshold: float = 0.45
+    decline_threshold: float = 0.5
+    evidence_weights: tuple[float, float, float, float] = (9.79, 42.98, -42.13, 0.917)
     llm_base_url: str = ""
     llm_model: str = ""
     llm_api_key: str = ""
@@ -73,6 +77,10 @@ class Config:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.dense_weight < 0 or self.keyword_weight < 0 or self.dense_weight + self.keyword_weight == 0:
             raise ConfigError("dense_weight and keyword_weight must be >= 0 and not both 0")
+        if not 0.0 < self.decline_threshold < 1.0:
+            raise ConfigError(f"decline_threshold must be a probability between 0 and 1, got {self.decline_threshold}")
+        if len(self.evidence_weights) != 4:
+            raise ConfigError("evidence_weights must be (coverage weight, dense weight, bias, typical dense score)")
         if self.llm_timeout <= 0:
             raise ConfigError(f"llm_timeout must be positive seconds, got {self.llm_timeout}")
 
@@ -96,6 +104,8 @@ class Config:
                     values[f.name] = int(raw)
                 elif f.type in ("float", float):
                     values[f.name] = float(raw)
+                elif "tuple" in str(f.type):
+                    values[f.name] = tuple(float(x) for x in raw.split(","))
                 elif f.type in ("bool", bool):
                     values[f.name] = raw.strip().lower() in ("1", "true", "yes", "on")
                 else:

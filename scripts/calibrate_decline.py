@@ -1,15 +1,17 @@
-"""Calibrate the decline threshold: evidence scores of answerable vs unanswerable questions.
+"""Calibrate when the assistant declines: fit the evidence model on answerable and unanswerable questions.
 
-Usage:
-    python scripts/calibrate_decline.py --index index \
-        --answerable ../shared/eval/seeds_dev.jsonl \
-        --unanswerable ../shared/bench/cmrc2018_dev.qa.jsonl ../shared/bench/drcd_dev.qa.jsonl [--limit 400]
+Usage (each --set is an index, a file of questions answerable from it, and files of questions it
+cannot answer; questions with ``no_answer: true`` always count as unanswerable):
 
-Answerable questions are those of the answerable files without ``no_answer``; every question of
-an ``--unanswerable`` file counts as unanswerable for this index (e.g. Wikipedia questions asked of
-a news index), plus the ``no_answer`` questions of the answerable files. Prints the score
-distributions and the threshold that declines the most unanswerable questions while keeping every
-answerable one (with a margin), which is what `Config.decline_threshold` is set to.
+    python scripts/calibrate_decline.py \
+        --set index ../shared/eval/seeds_dev.jsonl ../shared/bench/cmrc2018_dev.qa.jsonl ../shared/bench/drcd_dev.qa.jsonl ../shared/bench/crud_news_dev.qa.jsonl \
+        --set /path/to/cmrc-index ../shared/bench/cmrc2018_dev.qa.jsonl ../shared/bench/crud_news_dev.qa.jsonl ../shared/eval/seeds_dev.jsonl \
+        --limit 300
+
+For each question it records the two evidence signals the assistant uses (IDF-weighted coverage
+of the question's content words by a top passage, and the best dense cosine), fits a
+class-balanced logistic regression, and prints the weights for ``Config.evidence_weights`` with
+the share of answerable questions kept and unanswerable ones declined, per set and per threshold.
 """
 from __future__ import annotations
 
@@ -22,7 +24,6 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import rag  # noqa: E402
-from rag.answering import Assistant  # noqa: E402
 
 
 def load(path: str) -> list[dict]:
@@ -31,36 +32,38 @@ def load(path: str) -> list[dict]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--index", default="index")
-    ap.add_argument("--answerable", nargs="+", required=True)
-    ap.add_argument("--unanswerable", nargs="*", default=[])
-    ap.add_argument("--limit", type=int, default=400, help="questions taken (at random, seed 0) from each file")
+    ap.add_argument("--set", nargs="+", action="append", required=True, metavar="INDEX ANSWERABLE [UNANSWERABLE ...]")
+    ap.add_argument("--limit", type=int, default=300, help="questions taken at random (seed 0) from each file")
     args = ap.parse_args()
+    from sklearn.linear_model import LogisticRegression
 
-    assistant = Assistant(rag.Retriever.load(args.index))
-    pos, neg = [], []
     rng = np.random.default_rng(0)
-    for f in args.answerable:
-        rows = load(f)
-        for i in sorted(rng.permutation(len(rows))[: args.limit]):
-            d = rows[i]
-            history = [{"role": "user", "content": t} for t in d.get("turns", [])]
-            ev = assistant._resolve(d["question"], history)
-            (neg if d.get("no_answer") else pos).append(ev.score)
-    for f in args.unanswerable:
-        qs = load(f)
-        for i in rng.permutation(len(qs))[: args.limit]:
-            neg.append(assistant.evidence(qs[i]["question"]).score)
-    pos_a, neg_a = np.array(pos), np.array(neg)
-    print(f"answerable   n={len(pos_a)}  min={pos_a.min():.3f}  p5={np.percentile(pos_a, 5):.3f}  median={np.median(pos_a):.3f}")
-    print(f"unanswerable n={len(neg_a)}  max={neg_a.max():.3f}  p95={np.percentile(neg_a, 95):.3f}  median={np.median(neg_a):.3f}")
-    print("threshold  answerable-kept  unanswerable-declined")
-    for t in np.arange(0.20, 0.71, 0.05):
-        print(f"  {t:.2f}      {np.mean(pos_a >= t):6.3f}          {np.mean(neg_a < t):6.3f}")
-    # keep every answerable question with a margin below the weakest one, decline as much as possible
-    best = min(pos_a.min() - 0.03, float(np.percentile(pos_a, 2)))
-    print(f"chosen threshold: {best:.2f} (answerable kept {np.mean(pos_a >= best):.3f}, "
-          f"unanswerable declined {np.mean(neg_a < best):.3f})")
+    rows: list[tuple[str, int, float, float]] = []
+    for spec in args.set:
+        index, answerable, *unanswerable = spec
+        assistant = rag.Assistant(rag.Retriever.load(index))
+        for path, label in [(answerable, 1)] + [(u, 0) for u in unanswerable]:
+            qs = load(path)
+            for i in sorted(rng.permutation(len(qs))[: args.limit]):
+                d = qs[i]
+                history = [{"role": "user", "content": t} for t in d.get("turns", [])]
+                ev = assistant._resolve(d["question"], history)
+                rows.append((index, 0 if d.get("no_answer") else label, ev.coverage, ev.dense))
+    X = np.array([[r[2], r[3]] for r in rows])
+    y = np.array([r[1] for r in rows])
+    model = LogisticRegression(C=100, class_weight="balanced").fit(X, y)
+    (w_cov, w_dense), bias = model.coef_[0], model.intercept_[0]
+    typical = float(np.median(X[y == 1, 1]))
+    print(f"questions: {len(y)} ({int(y.sum())} answerable, {int((1 - y).sum())} unanswerable)")
+    print(f"evidence_weights = ({w_cov:.2f}, {w_dense:.2f}, {bias:.2f}, {typical:.3f})")
+    prob = model.predict_proba(X)[:, 1]
+    print("set                              threshold  answerable-kept  unanswerable-declined")
+    for index in dict.fromkeys(r[0] for r in rows):
+        sel = np.array([r[0] == index for r in rows])
+        for t in (0.3, 0.5, 0.7):
+            kept = np.mean(prob[sel & (y == 1)] >= t)
+            declined = np.mean(prob[sel & (y == 0)] < t)
+            print(f"{index[-32:]:32s} {t:9.1f}  {kept:15.3f}  {declined:21.3f}")
 
 
 if __name__ == "__main__":
