@@ -285,8 +285,9 @@ def make_blocks(service: Service) -> gr.Blocks:
 
         inputs = [box, chat, pubs, date_from, date_to, k, last]
         outputs = [chat, panel, box, last]
-        box.submit(ask, inputs, outputs, api_name="ask")
-        send.click(ask, inputs, outputs, api_name=False)
+        # several chats at once: retrieval is thread-safe and each turn is short
+        box.submit(ask, inputs, outputs, api_name="ask", concurrency_limit=4)
+        send.click(ask, inputs, outputs, api_name=False, concurrency_limit=4)
         clear.click(lambda: ([], sources_html(None), {}), None, [chat, panel, last], api_name=False)
 
         def vote(data: gr.LikeData, history: list, memo: dict) -> None:
