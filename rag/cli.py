@@ -95,6 +95,75 @@ def cmd_ask(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .evaluation import MODES, evaluate, keyword_only_retriever, load_questions
+
+    questions = load_questions(args.questions, limit=args.limit)
+    if args.simplify_questions:
+        questions = [q.simplified() for q in questions]
+    if args.keyword_data:
+        r, _ = keyword_only_retriever(args.keyword_data, config=_config(args), show_progress=not args.quiet)
+        report = evaluate(r, questions, k=args.k, modes=["keyword"], answers=False, show_progress=not args.quiet)
+    else:
+        from .retrieval import Retriever
+
+        r = Retriever.load(args.index, config=_config(args))
+        report = evaluate(r, questions, k=args.k, modes=MODES, answers=not args.no_answers, show_progress=not args.quiet)
+    report.settings = {"questions_file": str(args.questions), "index": None if args.keyword_data else args.index,
+                       "keyword_data": args.keyword_data, "limit": args.limit,
+                       "simplify_questions": args.simplify_questions}
+    print(report.table())
+    if args.json:
+        Path(args.json).write_text(json.dumps(report.to_dict(), ensure_ascii=False, indent=2), encoding="utf-8")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .benchmark import keyword_benchmark, run_benchmark
+
+    queries = None
+    if args.queries:
+        from .evaluation import load_questions
+
+        queries = [q.question for q in load_questions(args.queries, limit=args.limit)]
+    if args.keyword_data:
+        stats = keyword_benchmark(args.keyword_data, queries or [], show_progress=not args.quiet)
+        print("\n".join(f"{k}: {v:,.2f}" if isinstance(v, float) else f"{k}: {v}" for k, v in stats.items()))
+        out = stats
+    else:
+        rep = run_benchmark(args.data, args.index, queries=queries, show_progress=not args.quiet)
+        print(rep.table())
+        out = rep.to_dict()
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, ensure_ascii=False, indent=2), encoding="utf-8")
+    return 0
+
+
+def _configure_eval(p: argparse.ArgumentParser) -> None:
+    p.add_argument("questions", help="question file: *.qa.jsonl (id, question, answers, gold_docs) or the seed format")
+    p.add_argument("--index", default=DEFAULT_INDEX, help=f"index folder (default: {DEFAULT_INDEX})")
+    p.add_argument("--keyword-data", help="instead of an index: build a keyword-only (BM25) index of this folder in "
+                   "memory and evaluate keyword retrieval only (for corpora too big to embed)")
+    p.add_argument("--embedder", default=None, help="embedding model the index was built with (env RAG_EMBEDDER)")
+    p.add_argument("--json", metavar="FILE", help="also write the numbers to this JSON file")
+    p.add_argument("--k", type=int, default=10, help="recall and MRR cutoff in articles (default 10)")
+    p.add_argument("--limit", type=int, help="only the first N questions")
+    p.add_argument("--simplify-questions", action="store_true", help="convert questions to Simplified script first")
+    p.add_argument("--no-answers", action="store_true", help="retrieval only, do not run the assistant")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
+def _configure_bench(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", default=DEFAULT_DATA, help=f"folder of articles (default: {DEFAULT_DATA})")
+    p.add_argument("--index", help="existing index to time (default: build one in a temporary folder, "
+                   "which also measures indexing throughput)")
+    p.add_argument("--keyword-data", help="time a keyword-only (BM25) index of this big folder instead")
+    p.add_argument("--queries", help="question file (*.qa.jsonl or seed format) whose questions are timed")
+    p.add_argument("--limit", type=int, help="only the first N queries of --queries")
+    p.add_argument("--json", metavar="FILE", help="also write the numbers to this JSON file")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
 # Other modules add subcommands by appending (name, help, configure(parser), run(args)).
 EXTRA_COMMANDS: list = []
 
@@ -192,6 +261,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     _add_filters(p)
     p.set_defaults(func=cmd_ask)
+
+    p = sub.add_parser("eval", help="measure retrieval and answers on a question set",
+                       description="Recall@1/5/k and MRR@k per retrieval mode, answer hit rate, declines and latency.")
+    _configure_eval(p)
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("bench", help="time indexing, search, answers, memory and cold start",
+                       description="Indexing throughput, search and ask latency, peak memory, index size, cold start.")
+    _configure_bench(p)
+    p.set_defaults(func=cmd_bench)
 
     for name, help_text, configure, run in EXTRA_COMMANDS:
         p = sub.add_parser(name, help=help_text)

@@ -1,0 +1,405 @@
+"""Evaluation: run a question set against an index and measure retrieval, answers and latency.
+
+Example::
+
+    from rag.evaluation import load_questions, evaluate
+    report = evaluate(Retriever.load("index"), load_questions("seeds_dev.jsonl"))
+    print(report.table())
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from .errors import SourceError
+from .records import Answer, Passage
+from .text import compact, to_simplified
+
+__all__ = [
+    "Question",
+    "RetrievalScores",
+    "AnswerScores",
+    "EvalReport",
+    "load_questions",
+    "first_relevant_rank",
+    "retrieval_scores",
+    "answer_hit",
+    "evaluate",
+    "percentile",
+    "MODES",
+]
+
+log = logging.getLogger(__name__)
+
+MODES = ("hybrid", "keyword", "dense")
+_CITATION = re.compile(r"\[\d+\]")
+
+
+@dataclass(frozen=True)
+class Question:
+    """One evaluation question, from a ``*.qa.jsonl`` line or a seed line.
+
+    A correct answer holds any one of ``answers`` or all of ``must_include``. Gold articles are
+    ``gold_docs`` (ids); where none are given, a retrieved passage is relevant when it contains
+    one of the ``evidence`` strings. ``turns`` are earlier user questions of the conversation.
+    """
+
+    id: str
+    question: str
+    answers: tuple[str, ...] = ()
+    must_include: tuple[str, ...] = ()
+    gold_docs: tuple[str, ...] = ()
+    evidence: tuple[str, ...] = ()
+    turns: tuple[str, ...] = ()
+    no_answer: bool = False
+
+    @property
+    def has_gold(self) -> bool:
+        return bool(self.gold_docs or self.evidence)
+
+    def simplified(self) -> "Question":
+        """The same question with question and turns converted to Simplified script."""
+        return Question(
+            id=self.id,
+            question=to_simplified(self.question),
+            answers=self.answers,
+            must_include=self.must_include,
+            gold_docs=self.gold_docs,
+            evidence=self.evidence,
+            turns=tuple(to_simplified(t) for t in self.turns),
+            no_answer=self.no_answer,
+        )
+
+
+def _strings(rec: dict, key: str, path: str, line: int) -> tuple[str, ...]:
+    v = rec.get(key) or []
+    if isinstance(v, str):
+        v = [v]
+    if not isinstance(v, list) or not all(isinstance(s, str) for s in v):
+        raise SourceError(path, f"field {key!r} must be a string or a list of strings", line)
+    return tuple(s for s in v if s.strip())
+
+
+def load_questions(path: str | Path, limit: int | None = None) -> list[Question]:
+    """Questions from a JSONL file in the ``*.qa.jsonl`` or seed format; SourceError names the bad line."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as e:
+        raise SourceError(str(path), f"cannot read the question file ({e})") from e
+    out: list[Question] = []
+    for n, raw in enumerate(lines, 1):
+        if not raw.strip():
+            continue
+        try:
+            rec = json.loads(raw)
+        except json.JSONDecodeError as e:
+            raise SourceError(str(path), f"not valid JSON ({e.msg})", n) from e
+        if not isinstance(rec, dict) or not isinstance(rec.get("question"), str) or not rec["question"].strip():
+            raise SourceError(str(path), "each line needs a non-empty 'question' string", n)
+        q = Question(
+            id=str(rec.get("id") or f"line-{n}"),
+            question=rec["question"],
+            answers=_strings(rec, "answers", str(path), n),
+            must_include=_strings(rec, "must_include", str(path), n),
+            gold_docs=_strings(rec, "gold_docs", str(path), n),
+            evidence=_strings(rec, "evidence", str(path), n),
+            turns=_strings(rec, "turns", str(path), n),
+            no_answer=bool(rec.get("no_answer", False)),
+        )
+        out.append(q)
+        if limit is not None and len(out) >= limit:
+            break
+    if not out:
+        raise SourceError(str(path), "no questions in the file")
+    return out
+
+
+# --- metrics -----------------------------------------------------------------------------------
+def first_relevant_rank(passages: list[Passage], question: Question) -> int | None:
+    """1-based rank of the first relevant article, counting each article once (in rank order).
+
+    Relevant: its id is in ``gold_docs``; without gold ids, one of its retrieved passages
+    contains an ``evidence`` string (both sides compacted). None when no article is relevant.
+    """
+    gold = set(question.gold_docs)
+    evidence = [compact(e) for e in question.evidence] if not gold else []
+    seen: dict[str, int] = {}
+    best: int | None = None
+    for p in passages:
+        rank = seen.setdefault(p.doc_id, len(seen) + 1)
+        if best is not None and rank >= best:
+            continue
+        if gold:
+            hit = p.doc_id in gold
+        else:
+            text = compact(p.text)
+            hit = any(e and e in text for e in evidence)
+        if hit:
+            best = rank
+    return best
+
+
+@dataclass(frozen=True)
+class RetrievalScores:
+    """Article-level recall at 1, 5 and k and MRR@k of one retrieval mode."""
+
+    mode: str
+    questions: int
+    recall_at_1: float
+    recall_at_5: float
+    recall_at_k: float
+    mrr_at_k: float
+    k: int
+    search_p50_ms: float
+    search_p95_ms: float
+
+
+def retrieval_scores(mode: str, ranks: list[int | None], k: int, latencies: list[float] | None = None) -> RetrievalScores:
+    """Recall@1/5/k and MRR@k from first-relevant ranks (None = not found)."""
+    n = len(ranks)
+
+    def recall(c: int) -> float:
+        return sum(1 for r in ranks if r is not None and r <= c) / n if n else 0.0
+
+    mrr = sum(1.0 / r for r in ranks if r is not None and r <= k) / n if n else 0.0
+    lat = latencies or []
+    return RetrievalScores(
+        mode=mode,
+        questions=n,
+        recall_at_1=recall(1),
+        recall_at_5=recall(5),
+        recall_at_k=recall(k),
+        mrr_at_k=mrr,
+        k=k,
+        search_p50_ms=percentile(lat, 50) * 1000,
+        search_p95_ms=percentile(lat, 95) * 1000,
+    )
+
+
+def answer_hit(answer_text: str, question: Question) -> bool:
+    """Any of ``answers`` or all of ``must_include`` occur in the answer (NFKC + t2s + no whitespace)."""
+    text = compact(answer_text)
+    if question.answers and any(compact(a) in text for a in question.answers):
+        return True
+    if question.must_include and all(compact(m) in text for m in question.must_include):
+        return True
+    return False
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (linear interpolation), 0.0 for no values."""
+    return float(np.percentile(values, q)) if values else 0.0
+
+
+@dataclass(frozen=True)
+class AnswerScores:
+    """What the assistant's answers got right, and how fast."""
+
+    answerable: int
+    hits: int
+    hit_rate: float
+    wrongly_declined: int
+    mean_answer_chars: float
+    no_answer: int
+    declined_no_answer: int
+    ask_p50_ms: float
+    ask_p95_ms: float
+
+
+@dataclass
+class EvalReport:
+    """Everything one evaluation run measured; ``table()`` for people, ``to_dict()`` for JSON."""
+
+    questions: int
+    k: int
+    retrieval: list[RetrievalScores]
+    answers: AnswerScores | None
+    settings: dict = field(default_factory=dict)
+    misses: list[dict] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {
+            "questions": self.questions,
+            "k": self.k,
+            "settings": self.settings,
+            "retrieval": {r.mode: asdict(r) for r in self.retrieval},
+            "answers": asdict(self.answers) if self.answers else None,
+            "answer_misses": self.misses,
+        }
+
+    def table(self) -> str:
+        k = self.k
+        lines = [f"{self.questions} questions; retrieval at article level (passages deduplicated by article)", ""]
+        if self.retrieval:
+            n = self.retrieval[0].questions
+            lines.append(f"retrieval ({n} questions with gold articles or evidence)")
+            lines.append(f"| mode | R@1 | R@5 | R@{k} | MRR@{k} | search p50 / p95 ms |")
+            lines.append("|---|---|---|---|---|---|")
+            for r in self.retrieval:
+                lines.append(
+                    f"| {r.mode} | {r.recall_at_1:.3f} | {r.recall_at_5:.3f} | {r.recall_at_k:.3f} | "
+                    f"{r.mrr_at_k:.3f} | {r.search_p50_ms:.0f} / {r.search_p95_ms:.0f} |"
+                )
+        a = self.answers
+        if a:
+            lines += ["", "answers", "| measure | value |", "|---|---|"]
+            if a.answerable:
+                lines.append(f"| answer hit rate | {a.hit_rate:.3f} ({a.hits}/{a.answerable}) |")
+                lines.append(f"| answerable but declined | {a.wrongly_declined}/{a.answerable} |")
+            lines.append(f"| mean answer length (chars, citation marks removed) | {a.mean_answer_chars:.1f} |")
+            if a.no_answer:
+                lines.append(f"| no-answer questions declined | {a.declined_no_answer}/{a.no_answer} |")
+            lines.append(f"| ask latency p50 / p95 ms | {a.ask_p50_ms:.0f} / {a.ask_p95_ms:.0f} |")
+        return "\n".join(lines)
+
+
+# --- the run -----------------------------------------------------------------------------------
+def _retrieval_query(q: Question) -> str:
+    """What retrieval is measured with: a follow-up question is searched together with the turn before it."""
+    return f"{q.turns[-1]} {q.question}" if q.turns else q.question
+
+
+def _answer_chars(a: Answer) -> int:
+    return len(_CITATION.sub("", a.text).strip())
+
+
+def evaluate(
+    retriever,
+    questions: Iterable[Question],
+    *,
+    k: int = 10,
+    modes: Iterable[str] = MODES,
+    answers: bool = True,
+    chunk_pool: int | None = None,
+    show_progress: bool = False,
+) -> EvalReport:
+    """Run every question through each retrieval mode and (when ``answers``) the Assistant.
+
+    Article ranks come from the top ``chunk_pool`` chunks (default ``max(30, 3 * k)``)
+    deduplicated by article. Follow-ups are asked after their ``turns``, with that history.
+    """
+    questions = list(questions)
+    modes = list(modes)
+    pool = chunk_pool or max(30, 3 * k)
+    ranks: dict[str, list[int | None]] = {m: [] for m in modes}
+    search_lat: dict[str, list[float]] = {m: [] for m in modes}
+    assistant = None
+    if answers:
+        from .answering import Assistant
+
+        assistant = Assistant(retriever)
+    hits = wrong_decl = declined_none = n_none = n_answerable = 0
+    lengths: list[int] = []
+    ask_lat: list[float] = []
+    misses: list[dict] = []
+    it = questions
+    if show_progress:
+        from tqdm.auto import tqdm
+
+        it = tqdm(questions, desc="evaluating", unit="question")
+    for q in it:
+        if q.has_gold and not q.no_answer:
+            query = _retrieval_query(q)
+            for m in modes:
+                t0 = time.perf_counter()
+                ps = retriever.search(query, k=pool, mode=m)
+                search_lat[m].append(time.perf_counter() - t0)
+                ranks[m].append(first_relevant_rank(ps, q))
+        if assistant is None:
+            continue
+        history: list[dict] = []
+        for turn in q.turns:
+            prev = assistant.ask(turn, history=list(history))
+            history += [{"role": "user", "content": turn}, {"role": "assistant", "content": prev.text}]
+        t0 = time.perf_counter()
+        a = assistant.ask(q.question, history=history or None)
+        ask_lat.append(time.perf_counter() - t0)
+        if a.grounded:
+            lengths.append(_answer_chars(a))
+        if q.no_answer:
+            n_none += 1
+            declined_none += not a.grounded
+            continue
+        if not (q.answers or q.must_include):
+            continue
+        n_answerable += 1
+        ok = answer_hit(a.text, q)
+        hits += ok
+        wrong_decl += not a.grounded
+        if not ok and len(misses) < 50:
+            misses.append({"id": q.id, "question": q.question, "expected": list(q.answers or q.must_include), "answer": a.text})
+    retrieval = [retrieval_scores(m, ranks[m], k, search_lat[m]) for m in modes if ranks[m]]
+    answer_scores = None
+    if assistant is not None:
+        answer_scores = AnswerScores(
+            answerable=n_answerable,
+            hits=hits,
+            hit_rate=hits / n_answerable if n_answerable else 0.0,
+            wrongly_declined=wrong_decl,
+            mean_answer_chars=float(np.mean(lengths)) if lengths else 0.0,
+            no_answer=n_none,
+            declined_no_answer=declined_none,
+            ask_p50_ms=percentile(ask_lat, 50) * 1000,
+            ask_p95_ms=percentile(ask_lat, 95) * 1000,
+        )
+    log.info("evaluated %d questions", len(questions))
+    return EvalReport(questions=len(questions), k=k, retrieval=retrieval, answers=answer_scores, misses=misses)
+
+
+def keyword_only_retriever(data_dir: str | Path, config=None, show_progress: bool = False):
+    """A Retriever with only the BM25 index (no embeddings), for corpora too big to embed here.
+
+    Only ``search(..., mode="keyword")`` works on it. Returns (retriever, build stats dict).
+    """
+    from .chunking import chunk_articles, embed_text
+    from .config import Config
+    from .keyword_index import KeywordIndex
+    from .retrieval import Retriever
+    from .sources import read_articles
+    from .text import tokenize
+
+    config = config or Config.from_env()
+    t0 = time.perf_counter()
+    result = read_articles([data_dir])
+    t_read = time.perf_counter() - t0
+    chunks = chunk_articles(result.articles, config)
+    t_chunk = time.perf_counter() - t0 - t_read
+    texts = (embed_text(c, title_in_chunk=config.title_in_chunk) for c in chunks)
+    if show_progress:
+        from tqdm.auto import tqdm
+
+        texts = tqdm(texts, total=len(chunks), desc="tokenizing", unit="chunk")
+    t1 = time.perf_counter()
+    tokens = [tokenize(t) for t in texts]
+    t_tok = time.perf_counter() - t1
+    t2 = time.perf_counter()
+    keywords = KeywordIndex.build(tokens)
+    t_bm25 = time.perf_counter() - t2
+    r = Retriever(
+        config=config,
+        embedder=None,
+        articles={a.id: a for a in result.articles},
+        chunks=chunks,
+        vectors=None,
+        keywords=keywords,
+        manifest={},
+    )
+    stats = {
+        "articles": len(result.articles),
+        "chunks": len(chunks),
+        "characters": sum(len(a.text) for a in result.articles),
+        "read_s": t_read,
+        "chunk_s": t_chunk,
+        "tokenize_s": t_tok,
+        "bm25_index_s": t_bm25,
+    }
+    log.info("keyword-only index of %s: %s", data_dir, stats)
+    return r, stats

@@ -1,0 +1,140 @@
+"""Evaluation: question loading, rank and answer metrics on hand-made cases, and `rag eval` on the seed index."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import rag
+from rag.cli import main
+from rag.errors import SourceError
+from rag.evaluation import (
+    Question,
+    answer_hit,
+    evaluate,
+    first_relevant_rank,
+    load_questions,
+    retrieval_scores,
+)
+
+
+def _p(doc_id: str, text: str = "无关的文字") -> rag.Passage:
+    return rag.Passage(doc_id=doc_id, title="", date=None, source=None, text=text, score=0.0)
+
+
+def _write(path, records) -> str:
+    path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in records) + "\n", encoding="utf-8")
+    return str(path)
+
+
+# --- ranks and scores, computed by hand ---------------------------------------------------------
+def test_gold_article_second_after_dedup_gives_r1_0_r5_1_mrr_half():
+    # chunks A, A, B, C: article A fills ranks 1 and 2 of the chunk list but is one article
+    q = Question(id="q", question="?", gold_docs=("B",))
+    rank = first_relevant_rank([_p("A"), _p("A"), _p("B"), _p("C")], q)
+    assert rank == 2
+    s = retrieval_scores("hybrid", [rank], k=10)
+    assert (s.recall_at_1, s.recall_at_5, s.recall_at_k, s.mrr_at_k) == (0.0, 1.0, 1.0, 0.5)
+
+
+def test_scores_over_several_questions():
+    s = retrieval_scores("keyword", [1, 2, None, 7], k=5)
+    assert s.questions == 4
+    assert s.recall_at_1 == 0.25
+    assert s.recall_at_5 == 0.5
+    assert s.recall_at_k == 0.5  # rank 7 is beyond k=5
+    assert s.mrr_at_k == pytest.approx((1 + 0.5) / 4)
+
+
+def test_evidence_match_is_normalised_and_per_article():
+    q = Question(id="q", question="?", evidence=("三峡数字科技平台项目",))
+    ps = [_p("A"), _p("B", "……三峽數字科技 平臺項目等6個項目……"), _p("A", "三峡数字科技平台项目")]
+    # article A is rank 1 and one of its passages holds the evidence
+    assert first_relevant_rank(ps, q) == 1
+    assert first_relevant_rank(ps[:2], q) == 2
+    assert first_relevant_rank([_p("A")], q) is None
+
+
+def test_answer_hit_any_answer_or_all_must_include():
+    assert answer_hit("是由光榮和ω－force開發的[1]", Question(id="q", question="?", answers=("光荣和ω-force", "x")))
+    both = Question(id="q", question="?", must_include=("2019年6月", "三峡集团"))
+    assert answer_hit("2019年6月，三峡集团牵头组建[1]", both)
+    assert not answer_hit("2019年6月组建[1]", both)
+
+
+# --- question files ---------------------------------------------------------------------------
+def test_load_both_formats_and_limit(tmp_path):
+    path = _write(
+        tmp_path / "q.jsonl",
+        [
+            {"id": "a", "question": "问题一", "answers": ["甲"], "gold_docs": ["d1"]},
+            {"question": "问题二", "must_include": ["乙"], "evidence": "证据", "turns": ["前一问"]},
+            {"id": "c", "question": "问题三", "no_answer": True},
+        ],
+    )
+    qs = load_questions(path)
+    assert [q.id for q in qs] == ["a", "line-2", "c"]
+    assert qs[0].gold_docs == ("d1",) and qs[1].evidence == ("证据",) and qs[1].turns == ("前一问",)
+    assert qs[2].no_answer and not qs[2].has_gold
+    assert len(load_questions(path, limit=2)) == 2
+    assert Question(id="t", question="江岸簽約了哪些項目", turns=("點軍區",)).simplified().question == "江岸签约了哪些项目"
+
+
+def test_bad_question_file_names_the_line(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"question": "好"}\n{"answers": ["x"]}\n', encoding="utf-8")
+    with pytest.raises(SourceError, match=r"bad.jsonl:2: each line needs a non-empty 'question'"):
+        load_questions(bad)
+    with pytest.raises(SourceError, match="must be a string or a list of strings"):
+        load_questions(_write(tmp_path / "b.jsonl", [{"question": "好", "answers": [1]}]))
+    with pytest.raises(SourceError, match="cannot read the question file"):
+        load_questions(tmp_path / "missing.jsonl")
+
+
+# --- on the seed index ------------------------------------------------------------------------
+SEED_QUESTIONS = [
+    {"id": "s1", "question": "江岸签约了哪些项目？", "must_include": ["三峡数字科技平台项目"],
+     "evidence": ["三峡数字科技平台项目"]},
+    {"id": "s2", "question": "宝钢黄石新港二期工程是哪一年开工的", "answers": ["不会出现的答案"],
+     "gold_docs": ["001_7621561b348b7e5b-01"]},
+    {"id": "t1", "turns": ["宜昌市点军区集中开工了几个生态环保项目？"], "question": "这些项目计划总投资多少？",
+     "must_include": ["76.01亿元"], "evidence": ["计划总投资76.01亿元"]},
+    {"id": "n1", "question": "2022年北京冬奥会的吉祥物叫什么名字？", "no_answer": True},
+]
+
+
+def test_evaluate_on_seed_index(retriever, tmp_path):
+    qs = load_questions(_write(tmp_path / "seed.jsonl", SEED_QUESTIONS))
+    rep = evaluate(retriever, qs, k=10)
+    assert [r.mode for r in rep.retrieval] == ["hybrid", "keyword", "dense"]
+    hybrid = rep.retrieval[0]
+    assert hybrid.questions == 3 and hybrid.recall_at_1 == 1.0 and hybrid.mrr_at_k == 1.0
+    a = rep.answers
+    assert a.answerable == 3 and a.no_answer == 1 and a.declined_no_answer == 1
+    assert a.hits == 2  # s2 expects a string no answer holds
+    assert rep.misses[0]["id"] == "s2"
+    assert a.mean_answer_chars > 0
+    assert "| hybrid | 1.000 |" in rep.table()
+
+
+def test_cli_eval_writes_json(seed_index, tmp_path, capsys):
+    qfile = _write(tmp_path / "seed.jsonl", SEED_QUESTIONS)
+    out = tmp_path / "eval.json"
+    assert main(["eval", "--index", str(seed_index), qfile, "--json", str(out), "--limit", "2", "-q"]) == 0
+    printed = capsys.readouterr().out
+    assert "MRR@10" in printed and "answer hit rate" in printed
+    data = json.loads(out.read_text(encoding="utf-8"))
+    assert data["questions"] == 2
+    assert set(data["retrieval"]) == {"hybrid", "keyword", "dense"}
+    assert data["retrieval"]["keyword"]["recall_at_1"] == 1.0
+    assert data["answers"]["answerable"] == 2
+
+
+def test_cli_eval_keyword_only_corpus(tmp_path, capsys):
+    from pathlib import Path
+
+    data = Path(__file__).resolve().parent.parent / "data"
+    qfile = _write(tmp_path / "seed.jsonl", SEED_QUESTIONS[:1])
+    assert main(["eval", "--keyword-data", str(data), qfile, "-q"]) == 0
+    printed = capsys.readouterr().out
+    assert "| keyword | 1.000 |" in printed and "dense" not in printed
