@@ -29,6 +29,9 @@ _NUMBER_Q = re.compile(r"(多少|几[个家项所次年名位亿万]?|多大|多
 _TIME_Q = re.compile(r"(哪一年|哪年|什么时候|何时|哪天|几月|几号|日期|时间)")
 _WHO_Q = re.compile(r"(谁|哪位|哪些单位|哪家|哪些企业|哪些公司)")
 _DATELINE_LEAD = re.compile(r"^[^。，,]{0,30}?\d{1,2}月\d{1,2}日(?:电|讯|消息)\s*(?:[(（][^)）]{0,40}[)）])?")
+_PLACE_Q = re.compile(r"(哪里|在哪|何处|哪个地方|什么地方|哪国|哪个国家|位置|位于|地址|哪个城市|哪座城市)")
+_HAS_PLACE = re.compile(r"(位于|地处|坐落|座落|地点|位置|境内|[省市县区镇乡村路街国州]|[东南西北]侧)")
+_DEFINITION_Q = re.compile(r"(是什么|是谁|什么人|职业|身份|哪国人|哪里人|什么样的)")
 _YEAR = re.compile(r"((?:19|20)\d{2})\s*年")
 _HAS_DIGIT = re.compile(r"\d")
 _HAS_TIME = re.compile(r"(\d{4}年|\d{1,2}月|\d{1,2}日|\d{4}-\d{2})")
@@ -126,27 +129,42 @@ class Assistant:
         return joint if joint.score > alone.score else alone
 
     # --- answer composition -----------------------------------------------------------------
+    # tunable weights of sentence selection (measured with scripts/tune_answers.py on CMRC and seeds)
+    TITLE_TERM_WEIGHT = 0.35  # a question word that is also in the article title names the topic, not the fact
+    TYPE_BONUS = 0.15  # the sentence holds the kind of thing asked for (number, time, place, definition)
+    RANK_BONUS = 0.08  # passages ranked higher are more likely to hold the answer
+    SECOND_RATIO = 0.7  # a second sentence is added when it scores at least this share of the best
+
     def _select(self, question: str, hits: list[Hit]) -> list[tuple[float, int, int, int]]:
         """Scored candidate sentences: (score, passage index, start, end) best first."""
         terms = keywords(question)
         qn = normalize(question)
         wants_number = bool(_NUMBER_Q.search(qn))
         wants_time = bool(_TIME_Q.search(qn))
+        wants_place = bool(_PLACE_Q.search(qn))
+        wants_definition = bool(_DEFINITION_Q.search(qn))
         idf = self.retriever.keywords.idf
-        total = sum(idf(t) for t in terms) or 1.0
         scored: list[tuple[float, int, int, int]] = []
         for pi, h in enumerate(hits[: self.config.answer_passages]):
-            text = self.retriever.chunks[h.row].text
+            chunk = self.retriever.chunks[h.row]
+            title = normalize(chunk.title)
+            weights = {t: idf(t) * (self.TITLE_TERM_WEIGHT if t in title else 1.0) for t in terms}
+            total = sum(weights.values()) or 1.0
+            text = chunk.text
             for s, e in _sentences(text):
                 sn = normalize(text[s:e])
-                cov = sum(idf(t) for t in terms if t in sn) / total
+                cov = sum(w for t, w in weights.items() if t in sn) / total
                 if cov == 0:
                     continue
-                score = cov + 0.08 / (pi + 1)
+                score = cov + self.RANK_BONUS / (pi + 1)
                 if wants_number and _HAS_DIGIT.search(sn):
-                    score += 0.15
+                    score += self.TYPE_BONUS
                 if wants_time and _HAS_TIME.search(sn):
-                    score += 0.15
+                    score += self.TYPE_BONUS
+                if wants_place and _HAS_PLACE.search(sn):
+                    score += self.TYPE_BONUS
+                if wants_definition and chunk.start + s == 0:
+                    score += self.TYPE_BONUS  # an article's first sentence says what its subject is
                 scored.append((score, pi, s, e))
         scored.sort(key=lambda x: (-x[0], x[1], x[2]))
         return scored
@@ -195,7 +213,7 @@ class Assistant:
             first_doc, cand_doc = where(chosen[0])[0], where(cand)[0]
             if cand_doc != first_doc and self.retriever.near_duplicates(first_doc, cand_doc):
                 continue
-            if cand[0] >= 0.8 * best and where(cand) != where(chosen[0]):
+            if cand[0] >= self.SECOND_RATIO * best and where(cand) != where(chosen[0]):
                 chosen.append(cand)
                 break
         # keep reading order within a passage

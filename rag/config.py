@@ -57,7 +57,7 @@ class Config:
     answer_max_chars: int = 200
     answer_passages: int = 3
     decline_threshold: float = 0.5
-    evidence_weights: tuple[float, float, float, float] = (9.79, 42.98, -42.13, 0.917)
+    evidence_weights: tuple[float, float, float, float] = (9.12, 48.36, -46.48, 0.918)
     llm_base_url: str = ""
     llm_model: str = ""
     llm_api_key: str = ""
