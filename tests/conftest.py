@@ -1,7 +1,10 @@
 """Shared fixtures: the seed corpus indexed once per session with the real default embedder."""
 from __future__ import annotations
 
+import contextlib
 import shutil
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -41,3 +44,26 @@ def seed_copy(tmp_path) -> Path:
     dst = tmp_path / "data"
     shutil.copytree(SEEDS, dst)
     return dst
+
+
+@contextlib.contextmanager
+def serve_app(service):
+    """Run the web app (chat + REST) for ``service`` on a free 127.0.0.1 port; yields its base URL."""
+    import uvicorn
+
+    import app
+    from fake_openai import free_port
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app.make_app(service), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    for _ in range(200):
+        if server.started:
+            break
+        time.sleep(0.1)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)

@@ -16,8 +16,7 @@ sys.path.insert(0, str(ROOT))
 import app  # noqa: E402
 from rag.service import Service  # noqa: E402
 
-from fake_openai import free_port  # noqa: E402
-from conftest import SEEDS  # noqa: E402
+from conftest import SEEDS, serve_app  # noqa: E402
 
 Q = "江岸签约了哪些项目？"
 
@@ -134,19 +133,8 @@ def test_sources_panel_highlights_and_links():
 
 @pytest.fixture(scope="module")
 def live_url(service):
-    import uvicorn
-
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app.make_app(service), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    for _ in range(200):
-        if server.started:
-            break
-        time.sleep(0.1)
-    yield f"http://127.0.0.1:{port}/"
-    server.should_exit = True
-    thread.join(10)
+    with serve_app(service) as url:
+        yield url + "/"
 
 
 def test_gradio_client_can_ask(live_url):
@@ -161,7 +149,6 @@ def test_gradio_client_can_ask(live_url):
 def test_chat_streams_language_model_answer(seed_index, tmp_path):
     """With a language model, the Gradio ask endpoint sends growing partial answers, then the linked final one."""
     from gradio_client import Client
-    import uvicorn
 
     from fake_openai import FakeOpenAI
     from rag.llm import ChatModel
@@ -169,21 +156,10 @@ def test_chat_streams_language_model_answer(seed_index, tmp_path):
     with FakeOpenAI(delay=0.05) as fake:
         svc = Service(SEEDS, seed_index, feedback_dir=tmp_path, llm=ChatModel(fake.url))
         svc.start()
-        port = free_port()
-        server = uvicorn.Server(uvicorn.Config(app.make_app(svc), host="127.0.0.1", port=port, log_level="warning"))
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        try:
-            for _ in range(200):
-                if server.started:
-                    break
-                time.sleep(0.1)
-            job = Client(f"http://127.0.0.1:{port}/", verbose=False).submit(Q, [], [], "", "", 3, api_name="/ask")
+        with serve_app(svc) as url:
+            job = Client(url + "/", verbose=False).submit(Q, [], [], "", "", 3, api_name="/ask")
             job.result()
             texts = [str(out[0][-1]["content"]) for out in job.outputs()]
-        finally:
-            server.should_exit = True
-            thread.join(10)
     assert len(texts) >= 5
     assert "江岸签约" in texts[0] and 'href="#src-1"' not in texts[0]
     assert 'href="#src-1"' in texts[-1] and "中科水研智慧水利水务平台项目等6个项目" in texts[-1]

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import sys
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -16,27 +14,15 @@ import app  # noqa: E402
 import load_test  # noqa: E402
 from rag.service import Service  # noqa: E402
 
-from conftest import SEEDS  # noqa: E402
-from fake_openai import free_port  # noqa: E402
+from conftest import SEEDS, serve_app  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def live_url(seed_index, tmp_path_factory):
-    import uvicorn
-
     svc = Service(SEEDS, seed_index, feedback_dir=tmp_path_factory.mktemp("feedback"))
     svc.start()
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app.make_app(svc), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    for _ in range(200):
-        if server.started:
-            break
-        time.sleep(0.1)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    with serve_app(svc) as url:
+        yield url
 
 
 def test_few_users_get_no_errors(live_url):
