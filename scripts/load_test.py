@@ -3,7 +3,7 @@
 Usage (with the app running, e.g. ``./run app``)::
 
     .venv/bin/python scripts/load_test.py --url http://127.0.0.1:7860 --users 20 --seconds 60
-    .venv/bin/python scripts/load_test.py --requests 400 --ask-share 0.4 --chat-share 0.2 --out docs/benchmarks_load.md
+    .venv/bin/python scripts/load_test.py --requests 400 --ask-share 0.4 --chat-share 0.2 --out docs/benchmarks.md
 
 Each user sends one request at a time until the duration or the total request count is
 reached: a chat turn through Gradio's HTTP queue API (``POST /gradio_api/call/ask``, then the
