@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 import math
 import re
-from dataclasses import dataclass, replace, replace
+from dataclasses import dataclass, replace
 from typing import Iterator
 
 from .config import Config

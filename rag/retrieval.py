@@ -7,7 +7,6 @@ import json
 import logging
 import re
 import time
-import unicodedata
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Iterable
@@ -162,7 +161,6 @@ class Retriever:
         self.keywords = keywords
         self.manifest = manifest
         self.index_dir = index_dir
-        self._doc_of_row = np.array([c.doc_id for c in chunks], dtype=object)
         self._token = IndexStore(index_dir).generation_token() if index_dir is not None else None
         self._shingle_cache: dict[str, frozenset[str]] = {}
 

@@ -19,7 +19,6 @@ from .llm import ChatModel
 from .records import Answer
 from .retrieval import Retriever, clean_query
 from .sources import MAX_FILE_BYTES, SUPPORTED_SUFFIXES
-from .store import IndexStore
 
 __all__ = ["Service", "Filters", "MAX_K", "UPLOAD_SUFFIXES", "history_messages"]
 

@@ -6,7 +6,6 @@ import re
 
 import pytest
 
-import rag
 from rag.text import compact
 
 SEED_QUESTIONS = [

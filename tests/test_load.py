@@ -10,7 +10,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-import app  # noqa: E402
 import load_test  # noqa: E402
 from rag.service import Service  # noqa: E402
 
