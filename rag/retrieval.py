@@ -163,6 +163,7 @@ class Retriever:
         self.index_dir = index_dir
         self._token = IndexStore(index_dir).generation_token() if index_dir is not None else None
         self._shingle_cache: dict[str, frozenset[str]] = {}
+        self._duplicate_cache: dict[tuple[tuple[str, str], float], bool] = {}
 
     # --- building ----------------------------------------------------------------------------
     @classmethod
@@ -505,8 +506,18 @@ class Retriever:
 
     def near_duplicates(self, a: str, b: str, threshold: float = 0.8) -> bool:
         """True when two articles tell the same story in (almost) the same words (3-gram Jaccard)."""
+        key = (a, b) if a < b else (b, a)
+        known = self._duplicate_cache.get((key, threshold))
+        if known is not None:
+            return known
         sa, sb = self._shingles(a), self._shingles(b)
-        return bool(sa and sb) and len(sa & sb) / len(sa | sb) >= threshold
+        small, large = sorted((len(sa), len(sb)))
+        # Jaccard <= small / large: most pairs are settled by their sizes, without a set operation.
+        same = bool(small) and small >= threshold * large and len(sa & sb) / len(sa | sb) >= threshold
+        if len(self._duplicate_cache) > 200_000:
+            self._duplicate_cache.clear()
+        self._duplicate_cache[(key, threshold)] = same
+        return same
 
     def _fold_duplicates(self, passages: list[Passage]) -> list[Passage]:
         """Show each story once: a passage of a near-identical article from another outlet is dropped
