@@ -248,7 +248,7 @@ class Service:
             if len(content) > MAX_FILE_BYTES:
                 raise QueryError(
                     f"{name}: file is {len(content) / 2**20:.0f} MB; the limit is {MAX_FILE_BYTES // 2**20} MB per file: "
-                    "split it, or use one article per line in .jsonl"
+                    "split it into several uploads, or put a larger corpus in the data folder (`rag add FILE`)"
                 )
             checked.append((name, content))
         live = self._retriever()

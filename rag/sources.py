@@ -28,6 +28,8 @@ SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".jsonl")
 # Larger files are refused: 16 MB of Chinese text is ~5 million characters, hours of
 # embedding on a CPU, and almost surely a dump that should be split into articles (JSONL).
 MAX_FILE_BYTES = 16 * 1024 * 1024
+# A .jsonl file is already one article per line (a corpus export), so it may be much larger.
+MAX_JSONL_BYTES = 1024 * 1024 * 1024
 
 
 @dataclass
@@ -463,7 +465,9 @@ def read_file(path: str | Path, *, root: str | Path | None = None) -> IngestResu
             raise SourceError(str(p), f"unsupported file type {suffix or '(none)'}: expected one of {', '.join(SUPPORTED_SUFFIXES)}")
         try:
             size = p.stat().st_size
-            if size > MAX_FILE_BYTES:
+            if suffix == ".jsonl" and size > MAX_JSONL_BYTES:
+                raise SourceError(str(p), f"file is {size / 2**30:.1f} GB; the limit is {MAX_JSONL_BYTES // 2**30} GB per .jsonl file: split it into several files")
+            if suffix != ".jsonl" and size > MAX_FILE_BYTES:
                 raise SourceError(
                     str(p),
                     f"file is {size / 2**20:.0f} MB; the limit is {MAX_FILE_BYTES // 2**20} MB per file: "

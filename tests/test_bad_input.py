@@ -156,3 +156,17 @@ def test_control_characters_in_query_are_ignored(retriever):
     q = "\x00江岸\x07签约\x1b了哪些\u200b项目\x7f？"
     assert clean_query(q) == "江岸 签约 了哪些 项目 ？"
     assert retriever.search(q, k=1)[0].doc_id == "000_4627bb9fbf4571c3"
+
+
+def test_a_large_jsonl_corpus_is_read(tmp_path):
+    """One article per line is what the size limit asks for, so a .jsonl file may pass 16 MB."""
+    import json
+
+    line = json.dumps({"id": "a-{}", "title": "九江港", "text": GOOD * 40}, ensure_ascii=False) + "\n"
+    f = tmp_path / "corpus.jsonl"
+    with open(f, "w", encoding="utf-8") as fh:
+        n = MAX_FILE_BYTES // len(line.encode("utf-8")) + 10
+        fh.writelines(line.replace("a-{}", f"a-{i}") for i in range(n))
+    assert f.stat().st_size > MAX_FILE_BYTES
+    r = read_file(f)
+    assert r.errors == [] and len(r.articles) == n
