@@ -3,13 +3,24 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, fields, replace
+from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
 
-__all__ = ["Config", "DEFAULT_EMBEDDER"]
+__all__ = ["Config", "DEFAULT_EMBEDDER", "cache_dir"]
 
 DEFAULT_EMBEDDER = "e5-int8"
+
+
+def cache_dir() -> Path:
+    """Where derived files are kept (model folder, int8 graph, tables): ``$RAG_CACHE_DIR``,
+    else ``$XDG_CACHE_HOME/rag``, else ``~/.cache/rag``."""
+    env = os.environ.get("RAG_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "rag"
 
 
 @dataclass(frozen=True)

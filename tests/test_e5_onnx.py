@@ -194,9 +194,10 @@ def test_int8_keeps_what_comes_after_the_models_window(minilm):
     assert float(q @ a) > float(q @ b) + 0.02  # the flood text is found by its ending
 
 
-def test_int8_honours_cls_pooling(minilm, tmp_path):
+def test_int8_honours_cls_pooling(minilm, tmp_path, monkeypatch):
     from rag.embedding import Int8Embedder, SentenceTransformerEmbedder
 
+    monkeypatch.setenv("RAG_CACHE_DIR", str(tmp_path / "cache"))  # its graph is keyed by this temporary folder
     folder = _copy_with_pooling(minilm, tmp_path / "cls-model", cls_token=True)
     int8 = Int8Embedder(str(folder))
     assert "cls pooling" in int8.identity()["runtime"]

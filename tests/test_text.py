@@ -64,3 +64,21 @@ def test_tokenize_matches_across_scripts():
 
 def test_variant_characters_fold_like_their_traditional_form():
     assert normalize("麹") == normalize(to_traditional("麹")) == normalize("麴")
+
+
+def test_variant_table_is_cached_per_opencc_version_and_survives_a_damaged_cache(tmp_path, monkeypatch):
+    from rag import text
+
+    monkeypatch.setenv("RAG_CACHE_DIR", str(tmp_path))
+    text._variant_table.cache_clear()
+    try:
+        table = text._variant_table()
+        (cached,) = tmp_path.glob("opencc-*-variants.json")
+        assert table == text._compute_variant_table() and table[ord("麹")] == "曲"
+        cached.write_text("{not json", encoding="utf-8")
+        text._variant_table.cache_clear()
+        assert text._variant_table() == table  # recomputed, and the file rewritten
+        text._variant_table.cache_clear()
+        assert text._variant_table() == table
+    finally:
+        text._variant_table.cache_clear()
