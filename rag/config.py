@@ -48,8 +48,8 @@ class Config:
         dense_candidates / keyword_candidates: how many chunks each retriever
             contributes to fusion.
         rrf_k: the reciprocal rank fusion constant.
-        dense_weight / keyword_weight: weights of the two rankings in fusion (keywords 1.5:
-            better than equal weights on CMRC, DRCD and CRUD alike; docs/benchmarks.md).
+        dense_weight / keyword_weight: weights of the two rankings in fusion (equal: keywords
+            at 1.5 retrieve slightly better but cost 1 point of CMRC answers; docs/benchmarks.md).
         answer_max_chars: upper bound of an extractive answer's length.
         answer_passages: how many top passages answer sentences are drawn from.
         decline_threshold: probability that the passages hold the answer under which the
@@ -69,7 +69,7 @@ class Config:
     keyword_candidates: int = 50
     rrf_k: int = 60
     dense_weight: float = 1.0
-    keyword_weight: float = 1.5
+    keyword_weight: float = 1.0
     answer_max_chars: int = 200
     answer_passages: int = 3
     decline_threshold: float = 0.5
