@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import logging
 
-__version__ = "0.1.0"
-
+from .version import __version__
 from .config import Config  # noqa: E402
 from .errors import (  # noqa: E402
     ConfigError,
@@ -30,6 +29,8 @@ from .errors import (  # noqa: E402
     SourceError,
 )
 from .records import Answer, Article, Chunk, Passage  # noqa: E402
+from .query import ArticleFilter, Query  # noqa: E402
+from .indexing import BuildReport, UpdateReport  # noqa: E402
 from .retrieval import Retriever  # noqa: E402
 from .answering import Assistant  # noqa: E402
 
@@ -38,6 +39,10 @@ logging.getLogger(__name__).addHandler(logging.NullHandler())
 __all__ = [
     "Answer",
     "Article",
+    "ArticleFilter",
+    "BuildReport",
+    "Query",
+    "UpdateReport",
     "Assistant",
     "Chunk",
     "Config",

@@ -171,10 +171,8 @@ EXTRA_COMMANDS: list = []
 
 # --- changing and checking an index (add, remove, sync, check) -------------------------------
 def _print_update(args: argparse.Namespace, report) -> int:
-    from dataclasses import asdict
-
     if args.json:
-        print(json.dumps(asdict(report), ensure_ascii=False))
+        print(json.dumps(report.to_dict(), ensure_ascii=False))
     else:
         print(f"index {args.index}: {report.summary()}")
         for e in report.errors:

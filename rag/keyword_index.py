@@ -38,6 +38,8 @@ class KeywordIndex:
     def build(cls, docs_tokens: list[list[str]], k1: float = 1.2, b: float = 0.75) -> "KeywordIndex":
         import bm25s
 
+        if not docs_tokens:
+            return cls(None, {}, 0)
         bm25 = bm25s.BM25(k1=k1, b=b)
         # an empty document would break bm25s; give it a token that no query produces
         bm25.index([t if t else ["\x00empty"] for t in docs_tokens], show_progress=False)

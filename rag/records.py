@@ -66,7 +66,12 @@ class Chunk:
 
 @dataclass(frozen=True)
 class Passage:
-    """A retrieved chunk with its article's metadata and a relevance score."""
+    """A retrieved chunk with its article's metadata, its fused score and each retriever's evidence.
+
+    ``dense_score`` / ``dense_rank`` (cosine, 0-based rank) and ``keyword_score`` /
+    ``keyword_rank`` (BM25) are None when that retriever did not return the chunk.
+    ``also_in`` lists other outlets that carried the same story.
+    """
 
     doc_id: str
     title: str
@@ -79,6 +84,15 @@ class Passage:
     start: int = 0
     end: int = 0
     also_in: tuple[str, ...] = field(default_factory=tuple)
+    dense_score: float | None = None
+    dense_rank: int | None = None
+    keyword_score: float | None = None
+    keyword_rank: int | None = None
+
+    @property
+    def context(self) -> str:
+        """The article title and the passage text, as the question is matched against."""
+        return f"{self.title}\n{self.text}" if self.title and not self.text.startswith(self.title) else self.text
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -92,9 +106,13 @@ class Answer:
 
     ``text`` carries citation markers ``[1]``, ``[2]`` that index ``citations``
     (1-based). ``grounded`` is False when the assistant declined because the
-    articles do not contain the answer. ``highlights[i]`` is the sentence of
-    ``citations[i]`` that supports the answer. ``note`` is a short notice for the
-    user (e.g. the language model was unreachable), empty when all went well.
+    articles do not contain the answer. ``short`` is the answer itself, a span of
+    ``citations[0]`` as the article words it (in the question's script); empty when
+    declining or when no span is confident enough. ``highlights[i]`` is the sentence of
+    ``citations[i]`` that supports the answer. ``question`` is the standalone question
+    that was answered (a follow-up rewritten from the conversation), ``query`` what was
+    searched. ``note`` is a short notice for the user (e.g. the language model was
+    unreachable), empty when all went well.
     """
 
     text: str
@@ -103,10 +121,14 @@ class Answer:
     highlights: list[str] = field(default_factory=list)
     query: str = ""
     note: str = ""
+    short: str = ""
+    question: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "text": self.text,
+            "short": self.short,
+            "question": self.question,
             "grounded": self.grounded,
             "citations": [p.to_dict() for p in self.citations],
             "highlights": list(self.highlights),

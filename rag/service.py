@@ -5,10 +5,9 @@ import datetime as _dt
 import json
 import logging
 import os
-import copy
 import re
 import threading
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -17,7 +16,8 @@ from .config import Config
 from .errors import NotReadyError, QueryError, RagError
 from .llm import ChatModel
 from .records import Answer
-from .retrieval import Retriever, clean_query
+from .query import Query
+from .retrieval import Retriever
 from .sources import MAX_FILE_BYTES, SUPPORTED_SUFFIXES
 
 __all__ = ["Service", "Filters", "MAX_K", "UPLOAD_SUFFIXES", "history_messages"]
@@ -195,13 +195,13 @@ class Service:
     # --- requests ----------------------------------------------------------------------------
     def search(self, req: dict) -> dict:
         """``{query, k?, sources?, date_from?, date_to?}`` → ``{"passages": [Passage.to_dict()]}``."""
-        query = clean_query(req.get("query"))
+        query = Query.of(req.get("query")).text
         k = check_k(req.get("k", 5))
         f = Filters.make(req.get("sources"), req.get("date_from"), req.get("date_to"))
         return {"passages": [p.to_dict() for p in self._retriever().search(query, k, **f.kwargs())]}
 
     def _ask_args(self, req: dict) -> tuple[str, list[dict], int | None, Filters]:
-        question = clean_query(req.get("question"))
+        question = Query.of(req.get("question")).text
         k = check_k(req["k"]) if req.get("k") is not None else None
         raw = req.get("filters") or {}
         if not isinstance(raw, dict):
@@ -266,12 +266,11 @@ class Service:
                     os.replace(tmp, target)
                     log.info("upload: %s %s (%d bytes)", status, target, len(content))
                 saved.append({"name": name, "status": status})
-            # update a copy: requests in flight keep the live retriever untouched
-            writer = copy.copy(self.retriever or live)
-            report = writer.sync(self.data_dir)
-            self.retriever = writer
-            self._set_ready_status(writer)
-        return {"files": saved, **asdict(report), "summary": report.summary()}
+            # the update hands back a new retriever: requests in flight keep the live one untouched
+            report = (self.retriever or live).sync(self.data_dir)
+            self.retriever = report.retriever
+            self._set_ready_status(report.retriever)
+        return {"files": saved, **report.to_dict(), "summary": report.summary()}
 
     # --- feedback ----------------------------------------------------------------------------
     def feedback(self, question: str, answer: str, sources: list, vote: str) -> Path:

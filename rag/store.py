@@ -3,7 +3,8 @@
 Layout::
 
     index/CURRENT          name of the live generation (replaced atomically)
-    index/g-<stamp>/       manifest.json, articles.jsonl, chunks.jsonl, vectors.faiss, bm25/
+    index/g-<stamp>/       manifest.json, articles.jsonl, chunks.jsonl, and the engine's files
+                           (the default engine: vectors.faiss, bm25/)
     index/.lock            held by the one writer
 
 A writer builds a complete new generation beside the live one, fsyncs it, then
@@ -22,11 +23,12 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from .errors import IndexCorruptError, IndexLockedError, IndexMissingError
+from .records import Article, Chunk
 
-__all__ = ["IndexStore", "FORMAT_VERSION"]
+__all__ = ["IndexStore", "FORMAT_VERSION", "REBUILD"]
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +38,10 @@ FORMAT_VERSION = 1
 _HELD: dict[str, tuple[int, object, int]] = {}
 _HELD_GUARD = threading.Lock()
 MANIFEST = "manifest.json"
-REQUIRED = (MANIFEST, "articles.jsonl", "chunks.jsonl", "vectors.faiss", "bm25")
+ARTICLES = "articles.jsonl"
+CHUNKS = "chunks.jsonl"
+REQUIRED = (MANIFEST, ARTICLES, CHUNKS)
+REBUILD = "rebuild it with `rag build --data DATA_DIR --index {root}`"
 
 
 def _fsync_tree(folder: Path) -> None:
@@ -92,6 +97,34 @@ class IndexStore:
                 f"rebuild with `rag build --data DATA_DIR --index {self.root}`"
             )
         return m
+
+    def read_records(self, gen: Path | None = None) -> tuple[dict[str, Article], list[Chunk]]:
+        """The article and chunk records of a generation (the live one by default), in saved order."""
+        gen = gen or self.current()
+        try:
+            with open(gen / ARTICLES, encoding="utf-8") as f:
+                articles = {a.id: a for a in (Article.from_dict(json.loads(line)) for line in f)}
+            with open(gen / CHUNKS, encoding="utf-8") as f:
+                chunks = [Chunk.from_dict(json.loads(line)) for line in f]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise IndexCorruptError(f"{gen}: damaged article or chunk records ({e}); {REBUILD.format(root=self.root)}") from e
+        return articles, chunks
+
+    def write(self, articles: Iterable[Article], chunks: Iterable[Chunk], manifest: dict, save_engine) -> str:
+        """Write a complete generation (records, ``save_engine(folder) -> dict`` recorded as the
+        manifest's ``engine``, then the manifest) and make it live; returns its token."""
+        with self.writer() as gen:
+            with open(gen / ARTICLES, "w", encoding="utf-8") as f:
+                for a in articles:
+                    f.write(json.dumps(a.to_dict(), ensure_ascii=False) + "\n")
+            with open(gen / CHUNKS, "w", encoding="utf-8") as f:
+                for c in chunks:
+                    f.write(json.dumps(c.to_dict(), ensure_ascii=False) + "\n")
+            manifest["engine"] = save_engine(gen)
+            with open(gen / MANIFEST, "w", encoding="utf-8") as f:
+                json.dump(manifest, f, ensure_ascii=False, indent=2)
+            token = gen.name
+        return token
 
     def generation_token(self) -> str:
         """Changes whenever a new generation goes live (used to reload without restart)."""

@@ -99,13 +99,13 @@ def _variant_table() -> dict[int, str]:
     import json
     import os
 
-    from .config import cache_dir
+    from .config import default_cache_dir
 
     try:
         version = importlib.metadata.version("opencc")
     except importlib.metadata.PackageNotFoundError:
         version = "unknown"
-    path = cache_dir() / f"opencc-{version}-variants.json"
+    path = default_cache_dir() / f"opencc-{version}-variants.json"
     try:
         return {int(k): v for k, v in json.loads(path.read_text(encoding="utf-8")).items()}
     except (OSError, ValueError, AttributeError):

@@ -66,11 +66,10 @@ def test_filters_restrict_the_sources(assistant):
 
 
 def test_year_in_question_prefers_that_year(retriever):
-    plain = retriever.hits("开工的项目", k=10)
-    preferred = retriever.hits("开工的项目", k=10, prefer_year=2024)
-    top = retriever.chunks[preferred[0].row]
-    assert "2024年" in top.text
-    assert [h.row for h in plain] != [h.row for h in preferred]
+    plain = retriever.search("开工的项目", k=10)
+    preferred = retriever.search("开工的项目", k=10, prefer_year=2024)
+    assert "2024年" in preferred[0].text
+    assert [p.chunk_id for p in plain] != [p.chunk_id for p in preferred]
 
 
 def test_topic_change_after_history_is_not_forced_into_old_story(assistant):

@@ -7,7 +7,7 @@ import pytest
 
 import rag
 from rag.errors import QueryError, SourceError
-from rag.retrieval import MAX_QUERY_CHARS, clean_query
+from rag.query import MAX_QUERY_CHARS, Query
 from rag.sources import MAX_FILE_BYTES, read_articles, read_file
 
 from conftest import TEST_DATA
@@ -147,14 +147,14 @@ def test_non_string_query_is_refused(retriever):
 
 def test_very_long_query_is_cut_and_still_answers(retriever):
     q = "江岸签约了哪些项目？" * 1000  # 10,000 characters
-    assert len(clean_query(q)) == MAX_QUERY_CHARS
+    assert len(Query.of(q).text) == MAX_QUERY_CHARS
     ps = retriever.search(q, k=3)
     assert ps and ps[0].doc_id == "000_4627bb9fbf4571c3"
 
 
 def test_control_characters_in_query_are_ignored(retriever):
     q = "\x00江岸\x07签约\x1b了哪些\u200b项目\x7f？"
-    assert clean_query(q) == "江岸 签约 了哪些 项目 ？"
+    assert Query.of(q).text == "江岸 签约 了哪些 项目 ？"
     assert retriever.search(q, k=1)[0].doc_id == "000_4627bb9fbf4571c3"
 
 

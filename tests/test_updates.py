@@ -8,7 +8,7 @@ import pytest
 
 import rag
 from rag.cli import main
-from rag.retrieval import UpdateReport
+from rag import UpdateReport
 from rag.store import IndexStore
 
 from conftest import TEST_DATA
@@ -150,7 +150,7 @@ def test_latest_returns_a_new_object_and_leaves_the_old_one_whole(tiny):
     writer.add([COPY])
     fresh = reader.latest()
     assert fresh is not reader and "wuhan_copy" in fresh.articles
-    assert "wuhan_copy" not in reader.articles and len(reader.chunks) == reader.vectors.size
+    assert "wuhan_copy" not in reader.articles and len(reader.chunks) == reader.engine.size
 
 
 def test_answer_cites_a_syndicated_story_once_and_lists_the_other_outlet(tiny):

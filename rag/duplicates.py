@@ -1,0 +1,67 @@
+"""Near-duplicates: the same story carried by several outlets, told in (almost) the same words."""
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from typing import Mapping
+
+from .records import Article, Passage
+from .text import normalize
+
+__all__ = ["NearDuplicates"]
+
+
+class NearDuplicates:
+    """3-gram Jaccard similarity of article texts, with the verdicts remembered.
+
+    Example::
+
+        nd = NearDuplicates(articles)            # {doc_id: Article}
+        nd.same("wuhan", "wuhan_copy")           # True
+        nd.fold(passages)                        # each story once, other outlets in also_in
+    """
+
+    def __init__(self, articles: Mapping[str, Article], threshold: float = 0.8) -> None:
+        self.articles = articles
+        self.threshold = threshold
+        self._shingles: dict[str, frozenset[str]] = {}
+        self._verdicts: dict[tuple[str, str], bool] = {}
+
+    def _shingle_set(self, doc_id: str) -> frozenset[str]:
+        s = self._shingles.get(doc_id)
+        if s is None:
+            t = re.sub(r"\W+", "", normalize(self.articles[doc_id].text))
+            s = self._shingles[doc_id] = frozenset(t[i : i + 3] for i in range(max(1, len(t) - 2)))
+        return s
+
+    def same(self, a: str, b: str) -> bool:
+        """True when articles ``a`` and ``b`` tell the same story in (almost) the same words."""
+        if a == b:
+            return True
+        key = (a, b) if a < b else (b, a)
+        known = self._verdicts.get(key)
+        if known is not None:
+            return known
+        sa, sb = self._shingle_set(a), self._shingle_set(b)
+        small, large = sorted((len(sa), len(sb)))
+        # Jaccard <= small / large: most pairs are settled by their sizes, without a set operation.
+        same = bool(small) and small >= self.threshold * large and len(sa & sb) / len(sa | sb) >= self.threshold
+        if len(self._verdicts) > 200_000:
+            self._verdicts.clear()
+        self._verdicts[key] = same
+        return same
+
+    def fold(self, passages: list[Passage]) -> list[Passage]:
+        """Each story once: a passage of a near-identical article from another outlet is dropped and
+        its outlet (or id when it has none) listed in ``also_in`` of the better-ranked one."""
+        kept: list[Passage] = []
+        for p in passages:
+            for i, q in enumerate(kept):
+                if q.doc_id != p.doc_id and self.same(q.doc_id, p.doc_id):
+                    label = p.source or p.doc_id
+                    if label not in q.also_in and label != q.source:
+                        kept[i] = replace(q, also_in=q.also_in + (label,))
+                    break
+            else:
+                kept.append(p)
+        return kept
