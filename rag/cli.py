@@ -97,7 +97,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .evaluation import MODES, evaluate, keyword_only_retriever, load_questions
+    from .eval import MODES, evaluate, keyword_only_retriever, load_questions
 
     questions = load_questions(args.questions, limit=args.limit)
     if args.simplify_questions:
@@ -120,11 +120,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .benchmark import keyword_benchmark, run_benchmark
+    from .eval import keyword_benchmark, run_benchmark
 
     queries = None
     if args.queries:
-        from .evaluation import load_questions
+        from .eval import load_questions
 
         queries = [q.question for q in load_questions(args.queries, limit=args.limit)]
     if args.keyword_data:

@@ -8,7 +8,7 @@ import pytest
 import rag
 from rag.cli import main
 from rag.errors import SourceError
-from rag.evaluation import (
+from rag.eval.evaluation import (
     Question,
     answer_hit,
     evaluate,

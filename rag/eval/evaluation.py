@@ -2,7 +2,7 @@
 
 Example::
 
-    from rag.evaluation import load_questions, evaluate
+    from rag.eval import load_questions, evaluate
     report = evaluate(Retriever.load("index"), load_questions("seeds_dev.jsonl"))
     print(report.table())
 """
@@ -18,9 +18,9 @@ from typing import Iterable
 
 import numpy as np
 
-from .errors import SourceError
-from .records import Answer, Passage
-from .text import compact, to_simplified
+from ..errors import SourceError
+from ..records import Answer, Passage
+from ..text import compact, to_simplified
 
 __all__ = [
     "Question",
@@ -34,6 +34,7 @@ __all__ = [
     "evaluate",
     "percentile",
     "MODES",
+    "keyword_only_retriever",
 ]
 
 log = logging.getLogger(__name__)
@@ -293,7 +294,7 @@ def evaluate(
     search_lat: dict[str, list[float]] = {m: [] for m in modes}
     assistant = None
     if answers:
-        from .answering import Assistant
+        from ..answering import Assistant
 
         assistant = Assistant(retriever)
     hits = wrong_decl = declined_none = n_none = n_answerable = 0
@@ -355,51 +356,23 @@ def evaluate(
 
 
 def keyword_only_retriever(data_dir: str | Path, config=None, show_progress: bool = False):
-    """A Retriever with only the BM25 index (no embeddings), for corpora too big to embed here.
+    """An unsaved keyword-only (BM25) Retriever of a folder too big to embed here, and its build
+    stats (read and index seconds). Only ``search(..., mode="keyword")`` and answers work on it."""
+    from ..config import Config
+    from ..retrieval import Retriever
+    from ..sources import read_articles
 
-    Only ``search(..., mode="keyword")`` works on it. Returns (retriever, build stats dict).
-    """
-    from .chunking import chunk_articles, embed_text
-    from .config import Config
-    from .keyword_index import KeywordIndex
-    from .retrieval import Retriever
-    from .sources import read_articles
-    from .text import tokenize
-
-    config = config or Config.from_env()
+    config = (config or Config()).with_(dense=False)
     t0 = time.perf_counter()
     result = read_articles([data_dir])
     t_read = time.perf_counter() - t0
-    chunks = chunk_articles(result.articles, config)
-    t_chunk = time.perf_counter() - t0 - t_read
-    texts = (embed_text(c, title_in_chunk=config.title_in_chunk) for c in chunks)
-    if show_progress:
-        from tqdm.auto import tqdm
-
-        texts = tqdm(texts, total=len(chunks), desc="tokenizing", unit="chunk")
-    t1 = time.perf_counter()
-    tokens = [tokenize(t) for t in texts]
-    t_tok = time.perf_counter() - t1
-    t2 = time.perf_counter()
-    keywords = KeywordIndex.build(tokens)
-    t_bm25 = time.perf_counter() - t2
-    r = Retriever(
-        config=config,
-        embedder=None,
-        articles={a.id: a for a in result.articles},
-        chunks=chunks,
-        vectors=None,
-        keywords=keywords,
-        manifest={},
-    )
+    r, report = Retriever.from_articles(result.articles, config, show_progress=show_progress)
     stats = {
-        "articles": len(result.articles),
-        "chunks": len(chunks),
+        "articles": report.articles,
+        "chunks": report.chunks,
         "characters": sum(len(a.text) for a in result.articles),
         "read_s": t_read,
-        "chunk_s": t_chunk,
-        "tokenize_s": t_tok,
-        "bm25_index_s": t_bm25,
+        "index_s": time.perf_counter() - t0 - t_read,
     }
     log.info("keyword-only index of %s: %s", data_dir, stats)
     return r, stats

@@ -1,0 +1,42 @@
+"""Config: defaults, validation messages that name the field, and the environment read only by from_env."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rag import Config, ConfigError
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"chunk_size": 10}, "chunk_size must be at least 20"),
+    ({"chunk_overlap": 500}, "chunk_overlap must be >= 0 and less than chunk_size"),
+    ({"rrf_k": 0}, "rrf_k must be at least 1"),
+    ({"dense_weight": 0, "keyword_weight": 0}, "dense_weight and keyword_weight"),
+    ({"decline_threshold": 1.5}, "decline_threshold must be a probability"),
+    ({"engine": "elastic"}, "engine must be one of local, milvus"),
+    ({"engine": "milvus"}, "engine 'milvus' needs milvus_uri"),
+    ({"bm25_k1": 0}, "bm25_k1 must be > 0"),
+    ({"duplicate_threshold": 0}, "duplicate_threshold must be in"),
+    ({"index_dir": ""}, "index_dir must be a folder path"),
+    ({"nonsense": 1}, "unknown config field"),
+    ({"llm_timeout": 0}, "llm_timeout must be positive"),
+])
+def test_invalid_values_are_refused_with_the_field_named(changes, message):
+    with pytest.raises(ConfigError, match=message):
+        Config().with_(**changes)
+
+
+def test_library_defaults_ignore_the_environment(monkeypatch):
+    monkeypatch.setenv("RAG_CHUNK_SIZE", "300")
+    monkeypatch.setenv("RAG_INDEX_DIR", "/tmp/elsewhere")
+    assert Config().chunk_size == 220 and Config().index_dir == Path("index")
+    env = Config.from_env()
+    assert env.chunk_size == 300 and env.index_dir == Path("/tmp/elsewhere")
+    assert Config.from_env(chunk_size=250).chunk_size == 250
+
+
+def test_from_env_names_a_bad_variable(monkeypatch):
+    monkeypatch.setenv("RAG_CHUNK_SIZE", "big")
+    with pytest.raises(ConfigError, match="RAG_CHUNK_SIZE='big'"):
+        Config.from_env()
