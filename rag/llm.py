@@ -30,8 +30,14 @@ SYSTEM_PROMPT = (
 )
 
 
-def build_messages(question: str, passages: list[Passage], history: list | None = None) -> list[dict]:
-    """Chat messages: instructions, up to three earlier turns, then numbered sources and the question."""
+def build_messages(
+    question: str, passages: list[Passage], history: list | None = None, evidence: tuple[str, str, int] | None = None
+) -> list[dict]:
+    """Chat messages: instructions, up to three earlier turns, then numbered sources and the question.
+
+    ``evidence`` = (short answer, its sentence, 0-based source index) found by the reader: given
+    to the model as the evidence to build on and cite.
+    """
     lines = []
     for n, p in enumerate(passages, 1):
         meta = " ".join(x for x in (p.source or "", p.date or "") if x)
@@ -40,7 +46,11 @@ def build_messages(question: str, passages: list[Passage], history: list | None 
     for turn in (history or [])[-6:]:
         if isinstance(turn, dict) and turn.get("role") in ("user", "assistant") and isinstance(turn.get("content"), str):
             messages.append({"role": turn["role"], "content": turn["content"]})
-    messages.append({"role": "user", "content": "资料：\n" + "\n\n".join(lines) + f"\n\n问题：{question}"})
+    hint = ""
+    if evidence and evidence[0]:
+        short, sentence, source = evidence
+        hint = f"\n\n阅读器在资料[{source + 1}]中找到的答案：{short}\n所在句子：{sentence}\n请核对后以它为依据回答并标注出处。"
+    messages.append({"role": "user", "content": "资料：\n" + "\n\n".join(lines) + hint + f"\n\n问题：{question}"})
     return messages
 
 

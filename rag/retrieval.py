@@ -18,6 +18,7 @@ from .query import ArticleFilter, Query
 from .records import Article, Chunk, Passage
 from .sources import read_articles
 from .store import FORMAT_VERSION, REBUILD, IndexStore
+from .text import set_cache_dir
 from .version import __version__
 
 if TYPE_CHECKING:
@@ -73,6 +74,7 @@ class Retriever:
         self.generation = generation
         self._by_key = {row_key(c): c for c in chunks}
         self._duplicates = NearDuplicates(articles, config.duplicate_threshold)
+        set_cache_dir(config.cache_dir)
 
     # --- building and persistence -------------------------------------------------------------
     @classmethod

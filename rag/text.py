@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import re
+from pathlib import Path
 import threading
 import unicodedata
 from functools import lru_cache
@@ -87,6 +88,14 @@ def is_traditional(text: str) -> bool:
     return bool(text) and to_simplified(text) != text
 
 
+_CACHE: dict[str, Path] = {"dir": Path.home() / ".cache" / "rag"}
+
+
+def set_cache_dir(folder: str | Path) -> None:
+    """Where the computed OpenCC variant table is kept (``Config.cache_dir``; set by the Retriever)."""
+    _CACHE["dir"] = Path(folder)
+
+
 @lru_cache(maxsize=1)
 def _variant_table() -> dict[int, str]:
     """Characters that t2s leaves alone but whose Traditional form t2s maps elsewhere
@@ -99,13 +108,11 @@ def _variant_table() -> dict[int, str]:
     import json
     import os
 
-    from .config import default_cache_dir
-
     try:
         version = importlib.metadata.version("opencc")
     except importlib.metadata.PackageNotFoundError:
         version = "unknown"
-    path = default_cache_dir() / f"opencc-{version}-variants.json"
+    path = _CACHE["dir"] / f"opencc-{version}-variants.json"
     try:
         return {int(k): v for k, v in json.loads(path.read_text(encoding="utf-8")).items()}
     except (OSError, ValueError, AttributeError):

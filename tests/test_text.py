@@ -69,7 +69,7 @@ def test_variant_characters_fold_like_their_traditional_form():
 def test_variant_table_is_cached_per_opencc_version_and_survives_a_damaged_cache(tmp_path, monkeypatch):
     from rag import text
 
-    monkeypatch.setenv("RAG_CACHE_DIR", str(tmp_path))
+    monkeypatch.setitem(text._CACHE, "dir", tmp_path)
     text._variant_table.cache_clear()
     try:
         table = text._variant_table()

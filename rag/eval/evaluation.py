@@ -21,6 +21,7 @@ import numpy as np
 from ..errors import SourceError
 from ..records import Answer, Passage
 from ..text import compact, to_simplified
+from .metrics import span_em, span_f1
 
 __all__ = [
     "Question",
@@ -213,6 +214,11 @@ class AnswerScores:
     declined_no_answer: int
     ask_p50_ms: float
     ask_p95_ms: float
+    short_em: float = 0.0  # CMRC 2018 EM / F1 of Answer.short (empty counts 0) over answerable questions with answers
+    short_f1: float = 0.0
+    text_f1: float = 0.0  # the same F1 of the whole answer text, for comparison
+    short_given: float = 0.0  # share of grounded answers that have a short answer
+    mean_short_chars: float = 0.0
 
 
 @dataclass
@@ -256,6 +262,8 @@ class EvalReport:
                 lines.append(f"| answer hit rate | {a.hit_rate:.3f} ({a.hits}/{a.answerable}) |")
                 lines.append(f"| answerable but declined | {a.wrongly_declined}/{a.answerable} |")
             lines.append(f"| mean answer length (chars, citation marks removed) | {a.mean_answer_chars:.1f} |")
+            lines.append(f"| short answer EM / F1 (text F1) | {a.short_em:.3f} / {a.short_f1:.3f} ({a.text_f1:.3f}) |")
+            lines.append(f"| short answer given / mean chars | {a.short_given:.3f} / {a.mean_short_chars:.1f} |")
             if a.no_answer:
                 lines.append(f"| no-answer questions declined | {a.declined_no_answer}/{a.no_answer} |")
             lines.append(f"| ask latency p50 / p95 ms | {a.ask_p50_ms:.0f} / {a.ask_p95_ms:.0f} |")
@@ -299,6 +307,10 @@ def evaluate(
         assistant = Assistant(retriever)
     hits = wrong_decl = declined_none = n_none = n_answerable = 0
     lengths: list[int] = []
+    short_lengths: list[int] = []
+    em: list[float] = []
+    f1: list[float] = []
+    text_f1: list[float] = []
     ask_lat: list[float] = []
     misses: list[dict] = []
     it = questions
@@ -325,6 +337,7 @@ def evaluate(
         ask_lat.append(time.perf_counter() - t0)
         if a.grounded:
             lengths.append(_answer_chars(a))
+            short_lengths.append(len(a.short))
         if q.no_answer:
             n_none += 1
             declined_none += not a.grounded
@@ -332,6 +345,10 @@ def evaluate(
         if not (q.answers or q.must_include):
             continue
         n_answerable += 1
+        if q.answers:
+            em.append(span_em(a.short, q.answers))
+            f1.append(span_f1(a.short, q.answers))
+            text_f1.append(span_f1(_CITATION.sub("", a.text) if a.grounded else "", q.answers))
         ok = answer_hit(a.text, q)
         hits += ok
         wrong_decl += not a.grounded
@@ -350,6 +367,11 @@ def evaluate(
             declined_no_answer=declined_none,
             ask_p50_ms=percentile(ask_lat, 50) * 1000,
             ask_p95_ms=percentile(ask_lat, 95) * 1000,
+            short_em=float(np.mean(em)) if em else 0.0,
+            short_f1=float(np.mean(f1)) if f1 else 0.0,
+            text_f1=float(np.mean(text_f1)) if text_f1 else 0.0,
+            short_given=sum(1 for n in short_lengths if n) / len(short_lengths) if short_lengths else 0.0,
+            mean_short_chars=float(np.mean([n for n in short_lengths if n])) if any(short_lengths) else 0.0,
         )
     log.info("evaluated %d questions", len(questions))
     return EvalReport(questions=len(questions), k=k, retrieval=retrieval, answers=answer_scores, misses=misses)
