@@ -1,19 +1,12 @@
 """scripts/load_test.py: a short, bounded run against a live app on 127.0.0.1 gives no errors."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "scripts"))
+import load_test  # scripts/ is on the test path (pyproject: pythonpath)
+from rag.service import Service
 
-import load_test  # noqa: E402
-from rag.service import Service  # noqa: E402
-
-from conftest import SEEDS, serve_app  # noqa: E402
+from conftest import SEEDS, serve_app
 
 
 @pytest.fixture(scope="module")
