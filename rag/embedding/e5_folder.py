@@ -67,7 +67,6 @@ class E5Source:
     fingerprint: str
 
 
-
 def hub_snapshot(repo_id: str) -> Path:
     """The local folder of a hub model: the cache when offline (``HF_HUB_OFFLINE=1``), else a download."""
     try:

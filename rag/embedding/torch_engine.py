@@ -1,5 +1,4 @@
-"""sentence-transformers models in float32 through torch (``st:<model>`` and ``e5-fp32``). This module owns
-sentence-transformers and torch."""
+"""sentence-transformers models in float32 through torch (``st:<model>``, ``e5-fp32``); owns sentence-transformers and torch."""
 from __future__ import annotations
 
 import logging
@@ -47,7 +46,7 @@ class SentenceTransformerEmbedder(Embedder):
     def __init__(self, model: str) -> None:
         try:
             self._model, _ = _load(model, "this embedder")
-        except EmbedderError:  # pragma: no cover - install problem
+        except EmbedderError:
             raise
         except Exception as e:
             raise EmbedderError(
@@ -109,7 +108,7 @@ class TorchE5Embedder(Embedder):
         self._source = source or resolve_e5_small(model_dir, cache_dir)
         try:
             st, self._torch = _load(str(self._source.path), "e5-fp32")
-        except EmbedderError:  # pragma: no cover - install problem
+        except EmbedderError:
             raise
         except Exception as e:
             raise EmbedderError(f"cannot load the e5-small folder {self._source.path}: {e}; delete it to have it rebuilt") from e
