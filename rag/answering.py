@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 from typing import Iterable, Iterator, Protocol
 
 from .config import Config
+from .embedding.base import E5_SMALL as CALIBRATED_FOR
 from .errors import LLMError, QueryError
 from .extractive import best_sentence, compose, select_sentences
 from .llm import ChatModel, build_messages, check_citations
@@ -23,7 +24,6 @@ DECLINE_TEXT = "抱歉，现有的新闻文章里没有找到这个问题的答�
 DECLINE_TEXT_TRAD = "抱歉，現有的新聞文章裡沒有找到這個問題的答案。"
 LLM_DOWN_NOTE = "语言模型暂时不可用，以下是从文章中直接摘录的答案。"
 LLM_UNCITED_NOTE = "语言模型的回答没有可核对的出处，以下是从文章中直接摘录的答案。"
-CALIBRATED_FOR = "multilingual-e5-small"
 
 # Words that point back to an earlier turn: "这些项目…", "该公司…", "其中…"
 _ANAPHOR = re.compile(r"(这些|这个|这家|这位|这项|这次|那些|那个|那家|该|其|它|他们|她们|它们|此次|此项|上述|前者|后者|还有|另外|那么)")

@@ -21,6 +21,14 @@ def _config(args: argparse.Namespace) -> Config:
     return Config.from_env(embedder=getattr(args, "embedder", None))
 
 
+def _load(args: argparse.Namespace):
+    """The index at --index, with the embedder that built it (``--embedder`` states the one expected)."""
+    from .retrieval import Retriever
+
+    expected = {"embedder": args.embedder} if getattr(args, "embedder", None) else {}
+    return Retriever.load(args.index, config=_config(args), **expected)
+
+
 def _add_common(p: argparse.ArgumentParser, *, data: bool = False) -> None:
     p.add_argument("--index", default=DEFAULT_INDEX, help=f"index folder (default: {DEFAULT_INDEX}; env RAG_INDEX_DIR)")
     if data:
@@ -66,9 +74,7 @@ def _add_filters(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from .retrieval import Retriever
-
-    r = Retriever.load(args.index, config=_config(args))
+    r = _load(args)
     ps = r.search(args.query, k=args.k, mode=args.mode, **_filters(args))
     if args.json:
         print(json.dumps([p.to_dict() for p in ps], ensure_ascii=False, indent=2))
@@ -81,9 +87,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 def cmd_ask(args: argparse.Namespace) -> int:
     from .answering import Assistant
-    from .retrieval import Retriever
-
-    r = Retriever.load(args.index, config=_config(args))
+    r = _load(args)
     a = Assistant(r).ask(args.question, **_filters(args))
     if args.json:
         print(json.dumps(a.to_dict(), ensure_ascii=False, indent=2))
@@ -106,9 +110,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         r, _ = keyword_only_retriever(args.keyword_data, config=_config(args), show_progress=not args.quiet)
         report = evaluate(r, questions, k=args.k, modes=["keyword"], answers=False, show_progress=not args.quiet)
     else:
-        from .retrieval import Retriever
-
-        r = Retriever.load(args.index, config=_config(args))
+        r = _load(args)
         report = evaluate(r, questions, k=args.k, modes=MODES, answers=not args.no_answers, show_progress=not args.quiet)
     report.settings = {"questions_file": str(args.questions), "index": None if args.keyword_data else args.index,
                        "keyword_data": args.keyword_data, "limit": args.limit,
@@ -182,9 +184,7 @@ def _print_update(args: argparse.Namespace, report) -> int:
 
 def _update_command(name: str):
     def run(args: argparse.Namespace) -> int:
-        from .retrieval import Retriever
-
-        r = Retriever.load(args.index, config=_config(args))
+        r = _load(args)
         target = getattr(args, {"add": "paths", "remove": "ids", "sync": "data_dir"}[name])
         return _print_update(args, getattr(r, name)(target))
 

@@ -184,5 +184,3 @@ class Config:
             return cls(**values)
         except TypeError as e:
             raise ConfigError(str(e)) from e
-
-cache_dir = default_cache_dir  # interim alias for the embedding modules; removed when rag/embedding/ lands

@@ -146,18 +146,21 @@ class Retriever:
 
     @classmethod
     def load(cls, index_dir: str | Path, *, config: Config | None = None, **options) -> "Retriever":
-        """Load a saved index.
+        """Load a saved index, with the embedder that built it.
 
-        The embedder asked for (``config.embedder`` or the default) must be the one that built
-        the index; otherwise IndexMismatchError says how to rebuild. A keyword-only index loads
-        whatever embedder is configured.
+        ``embedder=`` (in ``options``) names the embedder you expect: when the index was built
+        with another one, IndexMismatchError says how to rebuild. The same happens when the
+        embedder's weights or runtime changed since the build.
         """
+        expected = options.pop("embedder", None)
         config = (config or Config()).with_(**options)
         store = IndexStore(index_dir)
         manifest = store.manifest()
         gen = store.current()
-        rebuild = f"rebuild it with `rag build --data DATA_DIR --index {index_dir} --embedder {config.embedder}`"
         built_with = manifest.get("embedder_spec")
+        if built_with is not None:
+            config = config.with_(embedder=expected or built_with)
+        rebuild = f"rebuild it with `rag build --data DATA_DIR --index {index_dir} --embedder {config.embedder}`"
         engine_name = (manifest.get("engine") or {}).get("name", "local")
         if engine_name != config.engine:
             raise IndexMismatchError(

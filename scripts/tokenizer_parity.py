@@ -17,8 +17,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from rag.e5_folder import engine_token_ids, load_tokenizer, resolve_e5_small  # noqa: E402
-from rag.e5_onnx import OnnxInt8Encoder  # noqa: E402
+sys.path.insert(0, str(ROOT / "tests"))
+
+from engine_tokens import engine_token_ids  # noqa: E402  (the C harness lives with the tests)
+from rag.embedding.e5_folder import resolve_e5_small  # noqa: E402
+from rag.embedding.int8 import OnnxInt8Encoder  # noqa: E402
+from rag.embedding.tokenization import load_tokenizer  # noqa: E402
 from rag.sources import read_articles  # noqa: E402
 
 

