@@ -67,3 +67,11 @@ def serve_app(service):
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests on the seed index run the real encoder: they belong to the slow layer (``-m slow``);
+    ``-m "not slow"`` is the fast layer that needs no model."""
+    for item in items:
+        if "seed_index" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)

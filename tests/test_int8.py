@@ -17,6 +17,8 @@ from rag.embedding.onnx_graph import encoder_graph
 from rag.embedding.st_folder import read_safetensors
 from rag.errors import EmbedderError, IndexMismatchError
 
+pytestmark = pytest.mark.slow  # runs the real encoder
+
 ROOT = Path(__file__).resolve().parent.parent
 TEXTS = [
     "江岸区签约了哪些项目？三峡数字科技平台项目落户武汉。",

@@ -46,6 +46,7 @@ def _assert_whole(index):
     return r
 
 
+@pytest.mark.slow  # kills writer processes many times over
 def test_sigkilled_writer_never_breaks_the_index(tiny_index):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     for delay in (0.0, 0.3, 0.7, 1.2, 2.0):
@@ -85,6 +86,7 @@ r.add([sys.argv[2]])
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("point, published", [("embedding", False), ("writing", False), ("fsync", False), ("after-swap", True)])
 def test_writer_killed_at_each_point_leaves_a_whole_index(tiny_index, point, published):
     proc = subprocess.run([sys.executable, "-c", KILL_AT, str(tiny_index), str(COPY), point],

