@@ -17,6 +17,7 @@ __all__ = [
     "to_traditional",
     "is_traditional",
     "tokenize",
+    "pos_tag",
     "keywords",
     "strip_pinyin_noise",
     "split_sentences",
@@ -178,6 +179,25 @@ def tokenize(text: str, *, keep_stop_words: bool = False) -> list[str]:
             continue
         out.append(tok)
     return out
+
+
+_posseg = None
+
+
+def pos_tag(text: str) -> list[tuple[str, str]]:
+    """jieba part-of-speech tags ``[(word, flag), ...]`` of the text as given (not normalised),
+    e.g. ``ns`` place, ``nt`` organisation, ``nr`` person, ``n`` noun, ``v`` verb, ``r`` pronoun."""
+    global _posseg
+    if not text:
+        return []
+    if _posseg is None:
+        tokenizer = _tokenizer()  # outside the lock, which _tokenizer takes itself
+        with _lock:
+            if _posseg is None:
+                from jieba import posseg
+
+                _posseg = posseg.POSTokenizer(tokenizer)
+    return [(p.word, p.flag) for p in _posseg.lcut(text)]
 
 
 _QUESTION_PREFIX = re.compile(r"^(哪些|哪个|哪一|哪位|哪家|哪天|哪里|哪|什么|多少|几)")
