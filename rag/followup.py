@@ -1,0 +1,362 @@
+"""Follow-up questions: rewriting an elliptical or referring question into a standalone one.
+
+Rules (no language model), applied to the last user turn, itself first made standalone:
+
+1. Parallel element, ``那X呢？``: X replaces the element of the previous question it parallels:
+   a word ending like X (二期 → 一期, 2022年 → 2023年, 江岸区 → 江夏区), else a proper noun of the
+   same kind (宜昌 → 武汉), else the attribute asked for (营收 → 总投资); failing all three the
+   question becomes "<topic>的X是多少/是谁/是什么？".
+2. Reference, 它们/这些/该/其/他/她…: the pronoun, or the demonstrative with its noun, becomes the
+   previous question's topic: for "江岸签约了哪些项目？" the thing asked for, "江岸签约的项目"; otherwise
+   its subject ("长江生态环保产业联盟"); "该区" becomes the previous noun phrase ending in 区.
+3. Elided subject: a question starting with a verb, preposition, 有/是 or a question word (目前有多少家
+   成员单位？), or a short one whose subject is a bare common noun (总投资多少？), gets the topic prepended.
+
+Anything else (a question naming its own subject) is returned unchanged, as is a question with no
+earlier user turn. Only user turns are used: the previous question describes what an answer's list
+was ("江岸签约的项目"), which retrieves better than the list itself and holds even when the answer
+was wrong or a refusal. The output keeps the question's script (Traditional in, Traditional out).
+"""
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+
+from .errors import LLMError
+from .text import is_traditional, pos_tag, to_simplified, to_traditional
+
+__all__ = ["rewrite", "rewrite_with_llm", "REWRITE_PROMPT"]
+
+log = logging.getLogger(__name__)
+
+_END = re.compile(r"[\s？?！!。.，,]+$")
+_PARALLEL = re.compile(r"^(?:那么?|还有|另外|而)?[，,\s]*(?P<x>[^，,？?]{1,20}?)(?:又|的情况|的)?呢$")
+_QWORD = re.compile(r"什么时候|哪一年|哪年|哪天|哪里|哪儿|哪些|哪几|哪个|哪家|哪位|哪|多少|几|谁|何时|什么|怎么样|怎样|怎么|如何|是否|为什么|为何")
+_LIST_QWORD = {"哪些", "哪几", "哪个", "哪家", "哪位", "几", "多少"}
+_CLASSIFIER = re.compile(r"^[个家项所位名座条批种类只台件次]")
+_PRONOUNS = {"它们", "它", "他们", "她们", "他", "她", "其", "其中", "这些", "那些", "上述"}
+_DEMONSTRATIVES = {"这些", "那些", "这个", "那个", "这家", "那家", "这位", "那位", "这项", "该", "此", "上述", "这", "此次", "这次"}
+_PROPER = ("nr", "ns", "nt", "nz", "s", "eng")
+_ADVERBIAL = {"同比", "环比", "累计", "全面", "共", "总共", "一共", "已经", "目前", "现在", "如今"}
+_NOT_DEM = {"这样", "这么", "这里", "那里", "那样", "那么", "这儿", "那儿", "此外", "因此", "这时", "此时", "那时"}
+_SKIP_START = {"那", "那么", "另外", "还有", "此外", "请问", "而", "《", "》"}
+_AMOUNT = re.compile(r"投资|营收|收入|产值|规模|金额|面积|数量|人数|产量|占比|比例|增长|利润|税收|成本|资金|总额|成员|多少")
+_PERSON = re.compile(r"[长者人]$|主任|书记|代表|经理|教授|董事")
+_TIME = re.compile(r"时间|日期|时候")
+
+
+def _nounish(word: str, flag: str) -> bool:
+    """A word that can sit inside a noun phrase (nouns, names, numbers, measure and time words)."""
+    if word in _ADVERBIAL or word == "的" or _QWORD.match(word):
+        return False
+    return flag[:1] in ("n", "m", "q", "t", "j", "b", "s") or flag in ("vn", "an", "eng", "f") and word not in ("上", "下")
+
+
+def _proper(words: list[tuple[str, str]]) -> bool:
+    return any(f.startswith(_PROPER) or w in ("《", "》") for w, f in words)
+
+
+@dataclass(frozen=True)
+class _Frame:
+    """What a standalone question is about: ``topic`` replaces pronouns, ``entity`` fills an elided
+    subject, ``attr`` is the attribute asked for (营收 in 江岸区…的营收是多少), if any."""
+
+    text: str
+    topic: str
+    entity: str
+    attr: str = ""
+
+
+def _strip_tail(words: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    while words and words[-1][0] in ("了", "有", "是", "在", "为", "共", "一共", "总共"):
+        words = words[:-1]
+    return words
+
+
+def _frame(text: str) -> _Frame | None:
+    """The topic of a standalone (Simplified) question, or None when it has no question word."""
+    m = _QWORD.search(text)
+    if not m:
+        return None
+    pre, qword, post = text[: m.start()], m.group(0), text[m.end():]
+    if qword in _LIST_QWORD:  # 江岸签约了哪些项目 / 点军区集中开工了几个生态环保项目 → the things asked for
+        rest = _CLASSIFIER.sub("", post, count=1) if qword in ("几", "多少", "哪") else post
+        words = pos_tag(rest)
+        n = 0
+        while n < len(words) and _nounish(*words[n]):
+            n += 1
+        noun, after = "".join(w for w, _ in words[:n]), "".join(w for w, _ in _strip_tail(words[n:]))
+        if noun and not after.startswith("的"):
+            subj = "".join(w for w, _ in _strip_tail(pos_tag(pre)))
+            if not subj:
+                topic = f"{after}的{noun}" if after else noun
+            elif subj.endswith("的"):
+                topic = (f"{after}的" if after else "") + subj + noun
+            else:
+                topic = f"{subj}{after}的{noun}"
+            return _Frame(text, topic, topic)
+    words = _strip_tail(pos_tag(pre))
+    if not words:
+        return None
+    # the subject: a leading noun phrase (的 links allowed) or a relative clause ending in a noun
+    n = 0
+    while n < len(words) and (_nounish(*words[n]) or words[n][0] in ("的", "、")):
+        n += 1
+    last_de = max((i for i, (w, _) in enumerate(words) if w == "的"), default=-1)
+    if last_de >= 0 and last_de < len(words) - 1 and all(_nounish(*w) for w in words[last_de + 1 :]):
+        n = max(n, len(words))
+    while n and words[n - 1][0] in ("的", "、"):
+        n -= 1
+    if not n:
+        return None
+    subject = words[:n]
+    topic = "".join(w for w, _ in subject)
+    entity, attr = topic, ""
+    des = [i for i, (w, _) in enumerate(subject) if w == "的"]
+    if des and _nounish(*subject[0]):
+        head = subject[: des[0]]
+        while len(head) > 1 and head[-1][1][:1] in ("m", "t", "q"):  # 江岸区生态环保产业2022年 → …产业
+            head = head[:-1]
+        entity = "".join(w for w, _ in head)
+        attr = "".join(w for w, _ in subject[des[-1] + 1 :])
+    return _Frame(text, topic, entity, attr)
+
+
+def _ask_word(x: str) -> str:
+    if _TIME.search(x):
+        return "是什么时候"
+    if _PERSON.search(x):
+        return "是谁"
+    return "是多少" if _AMOUNT.search(x) else "是什么"
+
+
+def _parallel(x: str, frame: _Frame) -> str:
+    """``那X呢``: X substituted for its parallel in the previous question."""
+    prev = frame.text
+    if x in prev:
+        return prev
+    xw = pos_tag(x)
+    core = "".join(w for w, f in xw if f != "p") or x
+    words = pos_tag(prev)
+    spans, pos = [], 0
+    for w, f in words:  # (start, end, word, flag) with numbers merged with their unit: 2022 年 → 2022年
+        if spans and f[:1] in ("m", "q") and spans[-1][3][:1] == "m" and spans[-1][1] == pos:
+            s = spans.pop()
+            spans.append((s[0], pos + len(w), s[2] + w, "m"))
+        else:
+            spans.append((pos, pos + len(w), w, f))
+        pos += len(w)
+    best = None
+    for k in range(len(core), 0, -1):  # 1. a word ending like X: 二期(工程) → 一期, 江岸区 → 江夏区, 2022年 → 2023年
+        for m in re.finditer(re.escape(core[-k:]), prev):
+            i = next(n for n, s in enumerate(spans) if s[0] <= m.start() < s[1])
+            if spans[i][3] == "vn" or spans[i][3][:1] in ("v", "p", "u", "r", "c", "y", "x"):
+                continue
+            while i and spans[i][3][:1] in ("m", "q") and spans[i - 1][3] == "m":
+                i -= 1
+            if prev[spans[i][0] : m.end()] != core:
+                best = (spans[i][0], m.end())
+                break
+        if best:
+            break
+    if best is None and _proper(xw):  # 2. a proper noun of the same kind: 宜昌 → 武汉
+        kinds = {f for _, f in xw if f.startswith(_PROPER)}
+        same = [s for s in spans if s[3] in kinds]
+        best = same[-1] if same else None
+    if best is not None:
+        return prev[: best[0]] + core + prev[best[1] :]
+    if frame.attr and frame.attr in prev:  # 3. the attribute asked for: 营收 → 总投资
+        i = prev.rindex(frame.attr)
+        return prev[:i] + core + prev[i + len(frame.attr) :]
+    return f"{frame.entity}的{core}{_ask_word(core)}"
+
+
+def _resolve_reference(q: str, frame: _Frame) -> str | None:
+    """它们/这些项目/该区/其…: the first pronoun or demonstrative replaced by what it points to."""
+    words = pos_tag(q)
+    pos = 0
+    for i, (w, f) in enumerate(words):
+        nxt = words[i + 1] if i + 1 < len(words) else ("", "x")
+        dem = next((d for d in _DEMONSTRATIVES if w.startswith(d)), "") if f.startswith("r") and w not in _NOT_DEM else ""
+        if dem and (dem != "这" or _nounish(*nxt) or w != dem):  # 该区 is one jieba word: 该 + 区
+            run, j = [w[len(dem) :]] if w != dem else [], i + 1
+            while j < len(words) and _nounish(*words[j]):
+                run.append(words[j][0])
+                j += 1
+            for k in range(len(run), 0, -1):  # 这些项目计划总投资 → try 项目计划总投资 … 项目
+                noun = "".join(run[:k])
+                target = _noun_in(noun, frame)
+                if target:
+                    return q[:pos] + target + q[pos + len(dem) + len(noun) :]
+            if run:  # 该工程 after 宝钢黄石新港二期… → 宝钢黄石新港二期的工程
+                return q[:pos] + frame.topic + "的" + q[pos + len(dem) :]
+        if w in _PRONOUNS and f.startswith("r"):
+            if w == "其中":
+                return q[:pos] + frame.topic + "中" + q[pos + len(w) :]
+            glue = "的" if w == "其" and _nounish(*nxt) else ""
+            return q[:pos] + frame.topic + glue + q[pos + len(w) :]
+        pos += len(w)
+    return None
+
+
+def _noun_in(noun: str, frame: _Frame) -> str:
+    """The phrase of the previous question that ``这些/该 + noun`` points to, or ''."""
+    if frame.topic.endswith(noun):
+        return frame.topic
+    run = ""
+    for w, f in pos_tag(frame.text):
+        run = run + w if _nounish(w, f) else ""
+        if run.endswith(noun) and len(run) > len(noun):
+            return run
+    return ""
+
+
+def _complete_subject(q: str, frame: _Frame) -> str | None:
+    """目前有多少家成员单位 → <entity>目前有多少家成员单位; None when the question has its own subject."""
+    words = pos_tag(q)
+    i, skipped = 0, False
+    while i < len(words) and (words[i][0] in _SKIP_START or words[i][0] in _ADVERBIAL or words[i][1][:1] in ("t", "d", "c")
+                              or words[i][1] == "m" and i + 1 < len(words) and words[i + 1][0] in ("年", "月")
+                              or words[i][0] in ("年", "月") and skipped or words[i][0] == "的" and skipped):
+        skipped = skipped or words[i][1][:1] in ("t", "m") or words[i][0] in _ADVERBIAL
+        i += 1
+    if i >= len(words):
+        return None
+    w, f = words[i]
+    if w in ("哪些", "哪个", "哪家", "哪位", "谁") or _proper(words[i:i + 1]):
+        return None
+    rest = "".join(x for x, _ in words[i:])
+    if f.startswith("v") and f != "vn":
+        own = _frame(rest)
+        if own and "的" in own.topic and _proper(pos_tag(own.topic)):
+            return None  # a relative-clause subject: 参加长江经济带座谈会的企业代表有多少家
+    if _nounish(w, f):
+        run = []
+        while i < len(words) and _nounish(*words[i]):
+            run.append(words[i])
+            i += 1
+        if _proper(run) or len("".join(x for x, _ in run)) > 4 or len(rest) > 10:
+            return None
+        return frame.entity + ("" if skipped else "的") + q
+    if f.startswith(("v", "p", "r", "m", "d")) or w in ("有", "是"):
+        return frame.entity + q
+    return None
+
+
+def _rewrite_one(q: str, prev: str) -> tuple[str, str]:
+    """(standalone question, rule used) for Simplified ``q`` after the standalone Simplified ``prev``."""
+    frame = _frame(_END.sub("", prev))
+    if frame is None:
+        return q, "no-topic"
+    body, tail = _END.sub("", q), q[len(_END.sub("", q)) :].strip() or "？"
+    m = _PARALLEL.match(body)
+    if m and not _QWORD.search(m.group("x")) and not any(p in m.group("x") for p in _PRONOUNS):
+        out = _parallel(m.group("x"), frame)
+        return out + ("" if _END.search(out) else tail), "parallel"
+    out = _resolve_reference(body, frame)
+    if out:
+        return out + tail, "reference"
+    out = _complete_subject(body, frame)
+    if out:
+        return out + tail, "subject"
+    return q, "standalone"
+
+
+def _user_turns(history: list[dict] | None) -> list[str]:
+    return [t["content"].strip() for t in (history or []) if isinstance(t, dict) and t.get("role") == "user"
+            and isinstance(t.get("content"), str) and t["content"].strip()]
+
+
+def rewrite(question: str, history: list[dict]) -> str:
+    """The standalone form of ``question`` given the conversation ``history`` (oldest first).
+
+    >>> rewrite("那一期呢？", [{"role": "user", "content": "宝钢黄石新港二期什么时候开工？"}])
+    '宝钢黄石新港一期什么时候开工？'
+    """
+    turns = _user_turns(history)[-4:]
+    if not question or not question.strip() or not turns:
+        return question
+    prev = to_simplified(turns[0])
+    for turn in turns[1:]:  # earlier follow-ups are made standalone first: 二期 → 那一期呢 → 那三期呢
+        prev = _rewrite_one(to_simplified(turn), prev)[0]
+    q = to_simplified(question.strip())
+    out, rule = _rewrite_one(q, prev)
+    if out == q:
+        return question
+    if _wants_traditional(question, turns):
+        out = _in_traditional(out, [t for t in [question, *turns] if is_traditional(t)])
+    log.debug("follow-up %r → %r (%s)", question, out, rule)
+    return out
+
+
+def _wants_traditional(question: str, turns: list[str]) -> bool:
+    """Traditional when the question is, or when it is neutral (那一期呢) and the last user turn is."""
+    return is_traditional(question) or (is_traditional(turns[-1]) and to_traditional(question) == question)
+
+
+def _in_traditional(text: str, sources: list[str]) -> str:
+    """``text`` in Traditional script, each character as the user wrote it where the sources show it
+    (opencc's s2t may pick another form: 签约 → 籤約 for the user's 簽約); other runs through opencc."""
+    chars: dict[str, str] = {}
+    for src in sources:
+        simp = to_simplified(src)
+        if len(simp) == len(src):
+            for a, b in zip(simp, src):
+                chars.setdefault(a, b)
+    out, run = [], ""
+    for ch in text + "\0":
+        if ch in chars or ch == "\0":
+            out.append(to_traditional(run) + chars.get(ch, ""))
+            run = ""
+        else:
+            run += ch
+    return "".join(out)
+
+
+REWRITE_PROMPT = (
+    "把对话里的最后一个问题改写成一个不看对话也能看懂的完整问题：补全省略的主语，把代词（它们、这些、该、其、他、她）"
+    "换成所指的事物，“那X呢”换成完整的问题。与前面无关或本身已完整的问题原样输出。"
+    "只输出改写后的一个问题，不要回答，不要解释，用与最后一个问题相同的简体或繁体书写。"
+)
+_LABEL = re.compile(r"^(?:改写后的问题|改寫後的問題|完整问题|完整問題|问题|問題)[:：]\s*")
+_QUOTES = "\"'“”‘’「」『』"
+
+
+def _valid(reply: str, question: str, turns: list[str]) -> str:
+    """The reply as a question, or '' when it is empty, several lines, too long, an answer or in the wrong script."""
+    text = _LABEL.sub("", reply.strip()).strip(_QUOTES + " ")
+    if not text or "\n" in text or re.search(r"\[\d+\]", text):
+        return ""
+    if len(text) > 2 * (len(question) + len(turns[-1])) + 20:
+        return ""
+    if not (_QWORD.search(to_simplified(text)) or re.search(r"[？?吗呢]$", text)):
+        return ""
+    trad = _wants_traditional(question, turns)
+    if (is_traditional(text) and not trad) or (trad and not is_traditional(text) and to_traditional(text) != text):
+        return ""
+    return text
+
+
+def rewrite_with_llm(question: str, history: list[dict], model) -> str:
+    """Like :func:`rewrite`, asking the chat ``model`` (a :class:`rag.llm.ChatModel`) in one short prompt;
+    falls back to the rules when the model fails (LLMError) or its reply is unusable."""
+    turns = _user_turns(history)[-4:]
+    if not question or not question.strip() or not turns:
+        return question
+    lines = "\n".join(f"用户：{t}" for t in turns)
+    messages = [
+        {"role": "system", "content": REWRITE_PROMPT},
+        {"role": "user", "content": f"对话：\n{lines}\n最后一个问题：{question.strip()}"},
+    ]
+    try:
+        reply = "".join(model.stream(messages))
+    except LLMError as e:
+        log.warning("follow-up rewrite by the language model failed (%s); using the rules", e)
+        return rewrite(question, history)
+    text = _valid(reply, question.strip(), turns)
+    if not text:
+        log.warning("language model's rewrite %r is unusable; using the rules", reply[:80])
+        return rewrite(question, history)
+    log.debug("follow-up %r → %r (language model)", question, text)
+    return text
