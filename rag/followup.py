@@ -178,7 +178,7 @@ def _resolve_reference(q: str, frame: _Frame) -> str | None:
     pos = 0
     for i, (w, f) in enumerate(words):
         nxt = words[i + 1] if i + 1 < len(words) else ("", "x")
-        dem = next((d for d in _DEMONSTRATIVES if w.startswith(d)), "") if f.startswith("r") and w not in _NOT_DEM else ""
+        dem = next((d for d in sorted(_DEMONSTRATIVES, key=len, reverse=True) if w.startswith(d)), "") if f.startswith("r") and w not in _NOT_DEM else ""
         if dem and (dem != "这" or _nounish(*nxt) or w != dem):  # 该区 is one jieba word: 该 + 区
             run, j = [w[len(dem) :]] if w != dem else [], i + 1
             while j < len(words) and _nounish(*words[j]):
