@@ -1,21 +1,16 @@
-"""Follow-up questions: rewriting an elliptical or referring question into a standalone one.
+"""Follow-up questions: an elliptical or referring question rewritten into a standalone one.
 
-Rules (no language model), applied to the last user turn, itself first made standalone:
-
-1. Parallel element, ``那X呢？``: X replaces the element of the previous question it parallels:
-   a word ending like X (二期 → 一期, 2022年 → 2023年, 江岸区 → 江夏区), else a proper noun of the
-   same kind (宜昌 → 武汉), else the attribute asked for (营收 → 总投资); failing all three the
-   question becomes "<topic>的X是多少/是谁/是什么？".
-2. Reference, 它们/这些/该/其/他/她…: the pronoun, or the demonstrative with its noun, becomes the
-   previous question's topic: for "江岸签约了哪些项目？" the thing asked for, "江岸签约的项目"; otherwise
-   its subject ("长江生态环保产业联盟"); "该区" becomes the previous noun phrase ending in 区.
-3. Elided subject: a question starting with a verb, preposition, 有/是 or a question word (目前有多少家
-   成员单位？), or a short one whose subject is a bare common noun (总投资多少？), gets the topic prepended.
-
-Anything else (a question naming its own subject) is returned unchanged, as is a question with no
-earlier user turn. Only user turns are used: the previous question describes what an answer's list
-was ("江岸签约的项目"), which retrieves better than the list itself and holds even when the answer
-was wrong or a refusal. The output keeps the question's script (Traditional in, Traditional out).
+Rules, against the previous user turn (itself first made standalone):
+1. ``那X呢``: X replaces its parallel in the previous question: a word ending alike (二期 → 一期,
+   2022年 → 2023年, 江岸区 → 江夏区), else a proper noun (宜昌 → 武汉), else the attribute asked for
+   (营收 → 总投资); failing those, "<topic>的X是多少/是谁/是什么".
+2. 它们/这些/该/其/他/她…: the pronoun (or demonstrative + noun) becomes the previous question's topic:
+   what it asked for ("江岸签约了哪些项目" → 江岸签约的项目), else its subject; 该区 → the phrase ending in 区.
+3. Elided subject: a question opening with a verb, preposition, 有/是 or question word (目前有多少家成员单位),
+   or a short one about a bare common noun (总投资多少), gets the previous topic prepended.
+A question naming its own subject is returned unchanged. Only user turns are read: the previous question
+describes an answer's list ("江岸签约的项目") better for retrieval than the list, and stays right when the
+answer was wrong or a refusal. The output keeps the question's script.
 """
 from __future__ import annotations
 
@@ -59,8 +54,8 @@ def _proper(words: list[tuple[str, str]]) -> bool:
 
 @dataclass(frozen=True)
 class _Frame:
-    """What a standalone question is about: ``topic`` replaces pronouns, ``entity`` fills an elided
-    subject, ``attr`` is the attribute asked for (营收 in 江岸区…的营收是多少), if any."""
+    """A standalone question's ``topic`` (for pronouns), ``entity`` (for an elided subject) and ``attr``
+    (the attribute asked for: 营收 in 江岸区…的营收是多少)."""
 
     text: str
     topic: str
@@ -89,9 +84,7 @@ def _frame(text: str) -> _Frame | None:
         noun, after = "".join(w for w, _ in words[:n]), "".join(w for w, _ in _strip_tail(words[n:]))
         if noun and not after.startswith("的"):
             subj = "".join(w for w, _ in _strip_tail(pos_tag(pre)))
-            if not subj:
-                topic = f"{after}的{noun}" if after else noun
-            elif subj.endswith("的"):
+            if not subj or subj.endswith("的"):  # 哪些单位与…签订了协议 / 华东师范大学的哪位教授…
                 topic = (f"{after}的" if after else "") + subj + noun
             else:
                 topic = f"{subj}{after}的{noun}"
@@ -123,14 +116,6 @@ def _frame(text: str) -> _Frame | None:
     return _Frame(text, topic, entity, attr)
 
 
-def _ask_word(x: str) -> str:
-    if _TIME.search(x):
-        return "是什么时候"
-    if _PERSON.search(x):
-        return "是谁"
-    return "是多少" if _AMOUNT.search(x) else "是什么"
-
-
 def _parallel(x: str, frame: _Frame) -> str:
     """``那X呢``: X substituted for its parallel in the previous question."""
     prev = frame.text
@@ -138,9 +123,8 @@ def _parallel(x: str, frame: _Frame) -> str:
         return prev
     xw = pos_tag(x)
     core = "".join(w for w, f in xw if f != "p") or x
-    words = pos_tag(prev)
     spans, pos = [], 0
-    for w, f in words:  # (start, end, word, flag) with numbers merged with their unit: 2022 年 → 2022年
+    for w, f in pos_tag(prev):  # (start, end, word, flag) with numbers merged with their unit: 2022 年 → 2022年
         if spans and f[:1] in ("m", "q") and spans[-1][3][:1] == "m" and spans[-1][1] == pos:
             s = spans.pop()
             spans.append((s[0], pos + len(w), s[2] + w, "m"))
@@ -160,16 +144,17 @@ def _parallel(x: str, frame: _Frame) -> str:
                 break
         if best:
             break
-    if best is None and _proper(xw):  # 2. a proper noun of the same kind: 宜昌 → 武汉
+    if best is None and _proper(xw):  # 2. a proper noun: of the same kind (宜昌 → 武汉), else the first one
         kinds = {f for _, f in xw if f.startswith(_PROPER)}
-        same = [s for s in spans if s[3] in kinds]
+        same = [s for s in spans if s[3] in kinds] or [s for s in spans if s[3].startswith(_PROPER)][:1]
         best = same[-1] if same else None
     if best is not None:
         return prev[: best[0]] + core + prev[best[1] :]
     if frame.attr and frame.attr in prev:  # 3. the attribute asked for: 营收 → 总投资
         i = prev.rindex(frame.attr)
         return prev[:i] + core + prev[i + len(frame.attr) :]
-    return f"{frame.entity}的{core}{_ask_word(core)}"
+    ask = "是什么时候" if _TIME.search(core) else "是谁" if _PERSON.search(core) else "是多少" if _AMOUNT.search(core) else "是什么"
+    return f"{frame.entity}的{core}{ask}"
 
 
 def _resolve_reference(q: str, frame: _Frame) -> str | None:
@@ -355,6 +340,8 @@ def rewrite_with_llm(question: str, history: list[dict], model) -> str:
         log.warning("follow-up rewrite by the language model failed (%s); using the rules", e)
         return rewrite(question, history)
     text = _valid(reply, question.strip(), turns)
+    if text == question.strip() and rewrite(question, history) != question:
+        text = ""  # an echo of a question the rules find elliptical
     if not text:
         log.warning("language model's rewrite %r is unusable; using the rules", reply[:80])
         return rewrite(question, history)
