@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from .errors import LLMError
 from .text import is_traditional, pos_tag, to_simplified, to_traditional
@@ -31,7 +31,7 @@ _QWORD = re.compile(r"什么时候|哪一年|哪年|哪天|哪里|哪儿|哪些|
 _LIST_QWORD = {"哪些", "哪几", "哪个", "哪家", "哪位", "几", "多少"}
 _CLASSIFIER = re.compile(r"^[个家项所位名座条批种类只台件次]")
 _PRONOUNS = {"它们", "它", "他们", "她们", "他", "她", "其", "其中", "这些", "那些", "上述"}
-_DEMONSTRATIVES = {"这些", "那些", "这个", "那个", "这家", "那家", "这位", "那位", "这项", "该", "此", "上述", "这", "此次", "这次"}
+_DEMONSTRATIVES = ("这些", "那些", "这个", "那个", "这家", "那家", "这位", "那位", "这项", "上述", "此次", "这次", "该", "此", "这")
 _PROPER = ("nr", "ns", "nt", "nz", "s", "eng")
 _ADVERBIAL = {"同比", "环比", "累计", "全面", "共", "总共", "一共", "已经", "目前", "现在", "如今"}
 _NOT_DEM = {"这样", "这么", "这里", "那里", "那样", "那么", "这儿", "那儿", "此外", "因此", "这时", "此时", "那时"}
@@ -52,11 +52,16 @@ def _proper(words: list[tuple[str, str]]) -> bool:
     return any(f.startswith(_PROPER) or w in ("《", "》") for w, f in words)
 
 
-@dataclass(frozen=True)
-class _Frame:
-    """A standalone question's ``topic`` (for pronouns), ``entity`` (for an elided subject) and ``attr``
-    (the attribute asked for: 营收 in 江岸区…的营收是多少)."""
+def _lead(words: list[tuple[str, str]], ok=_nounish) -> int:  # how many words at the start pass ok
+    return next((n for n, w in enumerate(words) if not ok(*w)), len(words))
 
+
+def _join(words: list[tuple[str, str]]) -> str:
+    return "".join(w for w, _ in words)
+
+
+class _Frame(NamedTuple):
+    """A question's ``topic`` (for pronouns), ``entity`` (elided subject), ``attr`` (营收 in …的营收是多少)."""
     text: str
     topic: str
     entity: str
@@ -66,36 +71,27 @@ class _Frame:
 def _strip_tail(words: list[tuple[str, str]]) -> list[tuple[str, str]]:
     while words and words[-1][0] in ("了", "有", "是", "在", "为", "共", "一共", "总共"):
         words = words[:-1]
-    return words
+    return words  # 江岸签约了 → 江岸签约
 
 
 def _frame(text: str) -> _Frame | None:
     """The topic of a standalone (Simplified) question, or None when it has no question word."""
-    m = _QWORD.search(text)
-    if not m:
+    if not (m := _QWORD.search(text)):
         return None
     pre, qword, post = text[: m.start()], m.group(0), text[m.end():]
     if qword in _LIST_QWORD:  # 江岸签约了哪些项目 / 点军区集中开工了几个生态环保项目 → the things asked for
         rest = _CLASSIFIER.sub("", post, count=1) if qword in ("几", "多少", "哪") else post
         words = pos_tag(rest)
-        n = 0
-        while n < len(words) and _nounish(*words[n]):
-            n += 1
-        noun, after = "".join(w for w, _ in words[:n]), "".join(w for w, _ in _strip_tail(words[n:]))
+        n = _lead(words)
+        noun, after = _join(words[:n]), _join(_strip_tail(words[n:]))
         if noun and not after.startswith("的"):
-            subj = "".join(w for w, _ in _strip_tail(pos_tag(pre)))
-            if not subj or subj.endswith("的"):  # 哪些单位与…签订了协议 / 华东师范大学的哪位教授…
-                topic = (f"{after}的" if after else "") + subj + noun
-            else:
-                topic = f"{subj}{after}的{noun}"
+            subj = _join(_strip_tail(pos_tag(pre)))
+            # 哪些单位与…签订了协议 → 与…签订了协议的单位; 华东师范大学的哪位教授… → …的华东师范大学的教授
+            topic = (f"{after}的" if after else "") + subj + noun if not subj or subj.endswith("的") else f"{subj}{after}的{noun}"
             return _Frame(text, topic, topic)
-    words = _strip_tail(pos_tag(pre))
-    if not words:
-        return None
     # the subject: a leading noun phrase (的 links allowed) or a relative clause ending in a noun
-    n = 0
-    while n < len(words) and (_nounish(*words[n]) or words[n][0] in ("的", "、")):
-        n += 1
+    words = _strip_tail(pos_tag(pre))
+    n = _lead(words, lambda w, f: _nounish(w, f) or w in ("的", "、"))
     last_de = max((i for i, (w, _) in enumerate(words) if w == "的"), default=-1)
     if last_de >= 0 and last_de < len(words) - 1 and all(_nounish(*w) for w in words[last_de + 1 :]):
         n = max(n, len(words))
@@ -104,16 +100,13 @@ def _frame(text: str) -> _Frame | None:
     if not n:
         return None
     subject = words[:n]
-    topic = "".join(w for w, _ in subject)
-    entity, attr = topic, ""
     des = [i for i, (w, _) in enumerate(subject) if w == "的"]
-    if des and _nounish(*subject[0]):
-        head = subject[: des[0]]
-        while len(head) > 1 and head[-1][1][:1] in ("m", "t", "q"):  # 江岸区生态环保产业2022年 → …产业
-            head = head[:-1]
-        entity = "".join(w for w, _ in head)
-        attr = "".join(w for w, _ in subject[des[-1] + 1 :])
-    return _Frame(text, topic, entity, attr)
+    if not des or not _nounish(*subject[0]):
+        return _Frame(text, _join(subject), _join(subject))
+    head = subject[: des[0]]
+    while len(head) > 1 and head[-1][1][:1] in ("m", "t", "q"):  # 江岸区生态环保产业2022年 → …产业
+        head = head[:-1]
+    return _Frame(text, _join(subject), _join(head), _join(subject[des[-1] + 1 :]))
 
 
 def _parallel(x: str, frame: _Frame) -> str:
@@ -122,22 +115,18 @@ def _parallel(x: str, frame: _Frame) -> str:
     if x in prev:
         return prev
     xw = pos_tag(x)
-    core = "".join(w for w, f in xw if f != "p") or x
+    core = _join(w for w in xw if w[1] != "p") or x
     spans, pos = [], 0
-    for w, f in pos_tag(prev):  # (start, end, word, flag) with numbers merged with their unit: 2022 年 → 2022年
-        if spans and f[:1] in ("m", "q") and spans[-1][3][:1] == "m" and spans[-1][1] == pos:
-            s = spans.pop()
-            spans.append((s[0], pos + len(w), s[2] + w, "m"))
-        else:
-            spans.append((pos, pos + len(w), w, f))
+    for w, f in pos_tag(prev):  # (start, end, word, flag)
+        spans.append((pos, pos + len(w), w, f))
         pos += len(w)
     best = None
     for k in range(len(core), 0, -1):  # 1. a word ending like X: 二期(工程) → 一期, 江岸区 → 江夏区, 2022年 → 2023年
         for m in re.finditer(re.escape(core[-k:]), prev):
-            i = next(n for n, s in enumerate(spans) if s[0] <= m.start() < s[1])
+            i = next((n for n, s in enumerate(spans) if s[0] <= m.start() < s[1]), 0)
             if spans[i][3] == "vn" or spans[i][3][:1] in ("v", "p", "u", "r", "c", "y", "x"):
                 continue
-            while i and spans[i][3][:1] in ("m", "q") and spans[i - 1][3] == "m":
+            while i and spans[i][3][:1] in ("m", "q") and spans[i - 1][3] == "m":  # 2022 年 → 2022年
                 i -= 1
             if prev[spans[i][0] : m.end()] != core:
                 best = (spans[i][0], m.end())
@@ -159,20 +148,14 @@ def _parallel(x: str, frame: _Frame) -> str:
 
 def _resolve_reference(q: str, frame: _Frame) -> str | None:
     """它们/这些项目/该区/其…: the first pronoun or demonstrative replaced by what it points to."""
-    words = pos_tag(q)
-    pos = 0
+    words, pos = pos_tag(q), 0
     for i, (w, f) in enumerate(words):
         nxt = words[i + 1] if i + 1 < len(words) else ("", "x")
-        dem = next((d for d in sorted(_DEMONSTRATIVES, key=len, reverse=True) if w.startswith(d)), "") if f.startswith("r") and w not in _NOT_DEM else ""
+        dem = next((d for d in _DEMONSTRATIVES if w.startswith(d)), "") if f.startswith("r") and w not in _NOT_DEM else ""
         if dem and (dem != "这" or _nounish(*nxt) or w != dem):  # 该区 is one jieba word: 该 + 区
-            run, j = [w[len(dem) :]] if w != dem else [], i + 1
-            while j < len(words) and _nounish(*words[j]):
-                run.append(words[j][0])
-                j += 1
+            run = ([w[len(dem) :]] if w != dem else []) + [x for x, _ in words[i + 1 : i + 1 + _lead(words[i + 1 :])]]
             for k in range(len(run), 0, -1):  # 这些项目计划总投资 → try 项目计划总投资 … 项目
-                noun = "".join(run[:k])
-                target = _noun_in(noun, frame)
-                if target:
+                if target := _noun_in(noun := "".join(run[:k]), frame):
                     return q[:pos] + target + q[pos + len(dem) + len(noun) :]
             if run:  # 该工程 after 宝钢黄石新港二期… → 宝钢黄石新港二期的工程
                 return q[:pos] + frame.topic + "的" + q[pos + len(dem) :]
@@ -199,29 +182,27 @@ def _noun_in(noun: str, frame: _Frame) -> str:
 
 def _complete_subject(q: str, frame: _Frame) -> str | None:
     """目前有多少家成员单位 → <entity>目前有多少家成员单位; None when the question has its own subject."""
-    words = pos_tag(q)
-    i, skipped = 0, False
-    while i < len(words) and (words[i][0] in _SKIP_START or words[i][0] in _ADVERBIAL or words[i][1][:1] in ("t", "d", "c")
-                              or words[i][1] == "m" and i + 1 < len(words) and words[i + 1][0] in ("年", "月")
-                              or words[i][0] in ("年", "月") and skipped or words[i][0] == "的" and skipped):
-        skipped = skipped or words[i][1][:1] in ("t", "m") or words[i][0] in _ADVERBIAL
+    words, i = pos_tag(q), 0
+    while i < len(words):  # skip 那/目前/今年/2022年的… to the first word that could be a subject
+        w, f = words[i]
+        date = f == "m" and i + 1 < len(words) and words[i + 1][0] in ("年", "月")
+        if not (w in _SKIP_START or w in _ADVERBIAL or f[:1] in ("t", "d", "c") or date or i and w in ("年", "月", "的")):
+            break
         i += 1
+    skipped = any(f[:1] in ("t", "m") or w in _ADVERBIAL for w, f in words[:i])
     if i >= len(words):
         return None
     w, f = words[i]
     if w in ("哪些", "哪个", "哪家", "哪位", "谁") or _proper(words[i:i + 1]):
         return None
-    rest = "".join(x for x, _ in words[i:])
+    rest = _join(words[i:])
     if f.startswith("v") and f != "vn":
         own = _frame(rest)
         if own and "的" in own.topic and _proper(pos_tag(own.topic)):
             return None  # a relative-clause subject: 参加长江经济带座谈会的企业代表有多少家
     if _nounish(w, f):
-        run = []
-        while i < len(words) and _nounish(*words[i]):
-            run.append(words[i])
-            i += 1
-        if _proper(run) or len("".join(x for x, _ in run)) > 4 or len(rest) > 10:
+        run = words[i : i + _lead(words[i:])]
+        if _proper(run) or len(_join(run)) > 4 or len(rest) > 10:
             return None
         return frame.entity + ("" if skipped else "的") + q
     if f.startswith(("v", "p", "r", "m", "d")) or w in ("有", "是"):
@@ -231,20 +212,16 @@ def _complete_subject(q: str, frame: _Frame) -> str | None:
 
 def _rewrite_one(q: str, prev: str) -> tuple[str, str]:
     """(standalone question, rule used) for Simplified ``q`` after the standalone Simplified ``prev``."""
-    frame = _frame(_END.sub("", prev))
-    if frame is None:
+    if (frame := _frame(_END.sub("", prev))) is None:
         return q, "no-topic"
     body, tail = _END.sub("", q), q[len(_END.sub("", q)) :].strip() or "？"
     m = _PARALLEL.match(body)
     if m and not _QWORD.search(m.group("x")) and not any(p in m.group("x") for p in _PRONOUNS):
         out = _parallel(m.group("x"), frame)
         return out + ("" if _END.search(out) else tail), "parallel"
-    out = _resolve_reference(body, frame)
-    if out:
-        return out + tail, "reference"
-    out = _complete_subject(body, frame)
-    if out:
-        return out + tail, "subject"
+    for rule, step in (("reference", _resolve_reference), ("subject", _complete_subject)):
+        if out := step(body, frame):
+            return out + tail, rule
     return q, "standalone"
 
 
@@ -270,7 +247,7 @@ def rewrite(question: str, history: list[dict]) -> str:
     if out == q:
         return question
     if _wants_traditional(question, turns):
-        out = _in_traditional(out, [t for t in [question, *turns] if is_traditional(t)])
+        out = to_traditional(out, like=[question, *turns])
     log.debug("follow-up %r → %r (%s)", question, out, rule)
     return out
 
@@ -278,25 +255,6 @@ def rewrite(question: str, history: list[dict]) -> str:
 def _wants_traditional(question: str, turns: list[str]) -> bool:
     """Traditional when the question is, or when it is neutral (那一期呢) and the last user turn is."""
     return is_traditional(question) or (is_traditional(turns[-1]) and to_traditional(question) == question)
-
-
-def _in_traditional(text: str, sources: list[str]) -> str:
-    """``text`` in Traditional script, each character as the user wrote it where the sources show it
-    (opencc's s2t may pick another form: 签约 → 籤約 for the user's 簽約); other runs through opencc."""
-    chars: dict[str, str] = {}
-    for src in sources:
-        simp = to_simplified(src)
-        if len(simp) == len(src):
-            for a, b in zip(simp, src):
-                chars.setdefault(a, b)
-    out, run = [], ""
-    for ch in text + "\0":
-        if ch in chars or ch == "\0":
-            out.append(to_traditional(run) + chars.get(ch, ""))
-            run = ""
-        else:
-            run += ch
-    return "".join(out)
 
 
 REWRITE_PROMPT = (
@@ -311,16 +269,13 @@ _QUOTES = "\"'“”‘’「」『』"
 def _valid(reply: str, question: str, turns: list[str]) -> str:
     """The reply as a question, or '' when it is empty, several lines, too long, an answer or in the wrong script."""
     text = _LABEL.sub("", reply.strip()).strip(_QUOTES + " ")
-    if not text or "\n" in text or re.search(r"\[\d+\]", text):
-        return ""
-    if len(text) > 2 * (len(question) + len(turns[-1])) + 20:
-        return ""
+    if not text or "\n" in text or re.search(r"\[\d+\]", text) or len(text) > 2 * (len(question) + len(turns[-1])) + 20:
+        return ""  # nothing, several lines, an answer citing sources, or absurdly long
     if not (_QWORD.search(to_simplified(text)) or re.search(r"[？?吗呢]$", text)):
-        return ""
+        return ""  # not a question
     trad = _wants_traditional(question, turns)
-    if (is_traditional(text) and not trad) or (trad and not is_traditional(text) and to_traditional(text) != text):
-        return ""
-    return text
+    wrong_script = is_traditional(text) if not trad else not is_traditional(text) and to_traditional(text) != text
+    return "" if wrong_script else text
 
 
 def rewrite_with_llm(question: str, history: list[dict], model) -> str:
@@ -329,20 +284,15 @@ def rewrite_with_llm(question: str, history: list[dict], model) -> str:
     turns = _user_turns(history)[-4:]
     if not question or not question.strip() or not turns:
         return question
-    lines = "\n".join(f"用户：{t}" for t in turns)
-    messages = [
-        {"role": "system", "content": REWRITE_PROMPT},
-        {"role": "user", "content": f"对话：\n{lines}\n最后一个问题：{question.strip()}"},
-    ]
+    lines = "".join(f"用户：{t}\n" for t in turns)
+    prompt = f"对话：\n{lines}最后一个问题：{question.strip()}"
     try:
-        reply = "".join(model.stream(messages))
+        reply = "".join(model.stream([{"role": "system", "content": REWRITE_PROMPT}, {"role": "user", "content": prompt}]))
     except LLMError as e:
         log.warning("follow-up rewrite by the language model failed (%s); using the rules", e)
         return rewrite(question, history)
     text = _valid(reply, question.strip(), turns)
-    if text == question.strip() and rewrite(question, history) != question:
-        text = ""  # an echo of a question the rules find elliptical
-    if not text:
+    if not text or (text == question.strip() and rewrite(question, history) != question):  # or an echo
         log.warning("language model's rewrite %r is unusable; using the rules", reply[:80])
         return rewrite(question, history)
     log.debug("follow-up %r → %r (language model)", question, text)

@@ -78,9 +78,23 @@ def to_simplified(text: str) -> str:
     return _t2s().convert(text) if text else text
 
 
-def to_traditional(text: str) -> str:
-    """Simplified → Traditional script (opencc s2t)."""
-    return _s2t().convert(text) if text else text
+def to_traditional(text: str, like: list[str] | tuple[str, ...] = ()) -> str:
+    """Simplified → Traditional script (opencc s2t).
+
+    ``like``: texts whose Traditional characters are kept, where s2t would pick another form
+    (the user's 簽約 rather than s2t's 籤約); texts in Simplified script are ignored.
+    """
+    if not text:
+        return text
+    chars: dict[str, str] = {}
+    for src in like:
+        if src and len(simp := to_simplified(src)) == len(src) and simp != src:
+            for a, b in zip(simp, src):
+                chars.setdefault(a, b)
+    if not chars:
+        return _s2t().convert(text)
+    known = "".join(map(re.escape, chars))
+    return re.sub(f"[{known}]|[^{known}]+", lambda m: chars.get(m.group(0)) or _s2t().convert(m.group(0)), text)
 
 
 def is_traditional(text: str) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 import fake_openai
 from fake_openai import FakeOpenAI
@@ -107,6 +108,15 @@ def test_rewrite_logs_and_never_prints(caplog, capsys):
         rewrite("那一期呢？", users("宝钢黄石新港二期什么时候开工？"))
     assert "宝钢黄石新港一期什么时候开工" in caplog.text
     assert capsys.readouterr() == ("", "")
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.text(st.sampled_from("那这些它们其该他的呢吗？?，2022年一二期区市宝钢江岸签约项目投资多少几个哪些什么时候谁是有了在 \n"), max_size=25),
+    st.lists(st.text(st.sampled_from("宝钢黄石新港二期什么时候开工？江岸签约了哪些项目几个多少的是谁那呢"), max_size=25), max_size=3),
+)
+def test_rewrite_never_fails_and_returns_a_string(question, turns):
+    assert isinstance(rewrite(question, users(*turns)), str)
 
 
 # --- with a language model ----------------------------------------------------------------------------
