@@ -1,16 +1,14 @@
 """Follow-up questions: an elliptical or referring question rewritten into a standalone one.
 
-Rules, against the previous user turn (itself first made standalone):
-1. ``那X呢``: X replaces its parallel in the previous question: a word ending alike (二期 → 一期,
-   2022年 → 2023年, 江岸区 → 江夏区), else a proper noun (宜昌 → 武汉), else the attribute asked for
-   (营收 → 总投资); failing those, "<topic>的X是多少/是谁/是什么".
-2. 它们/这些/该/其/他/她…: the pronoun (or demonstrative + noun) becomes the previous question's topic:
-   what it asked for ("江岸签约了哪些项目" → 江岸签约的项目), else its subject; 该区 → the phrase ending in 区.
+Rules, against the previous user turn (itself made standalone first); anything else is left as it is:
+1. ``那X呢``: X replaces its parallel: a word ending alike (二期 → 一期, 2022年 → 2023年, 江岸区 → 江夏区), the
+   phrase after the same preposition (在宜昌 → 在武汉), a proper noun, else the attribute asked for (营收 → 总投资).
+2. 它们/这些/该/其/他/她…: the pronoun (or demonstrative + noun) becomes the previous question's topic: what it
+   asked for ("江岸签约了哪些项目" → 江岸签约的项目), else its subject; 该区 → the phrase there ending in 区.
 3. Elided subject: a question opening with a verb, preposition, 有/是 or question word (目前有多少家成员单位),
-   or a short one about a bare common noun (总投资多少), gets the previous topic prepended.
-A question naming its own subject is returned unchanged. Only user turns are read: the previous question
-describes an answer's list ("江岸签约的项目") better for retrieval than the list, and stays right when the
-answer was wrong or a refusal. The output keeps the question's script.
+   or a short one about a bare common noun (总投资多少), gets the previous subject prepended.
+Only user turns are read: the previous question describes an answer's list ("江岸签约的项目") better for
+retrieval than the list, and stays right when the answer was wrong or a refusal. The question's script is kept.
 """
 from __future__ import annotations
 
@@ -43,9 +41,9 @@ _TIME = re.compile(r"时间|日期|时候")
 
 def _nounish(word: str, flag: str) -> bool:
     """A word that can sit inside a noun phrase (nouns, names, numbers, measure and time words)."""
-    if word in _ADVERBIAL or word == "的" or _QWORD.match(word):
+    if word in _ADVERBIAL or word in ("的", "上", "下") or _QWORD.match(word):
         return False
-    return flag[:1] in ("n", "m", "q", "t", "j", "b", "s") or flag in ("vn", "an", "eng", "f") and word not in ("上", "下")
+    return flag[:1] in ("n", "m", "q", "t", "j", "b", "s") or flag in ("vn", "an", "eng", "f")
 
 
 def _proper(words: list[tuple[str, str]]) -> bool:
@@ -68,10 +66,8 @@ class _Frame(NamedTuple):
     attr: str = ""
 
 
-def _strip_tail(words: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    while words and words[-1][0] in ("了", "有", "是", "在", "为", "共", "一共", "总共"):
-        words = words[:-1]
-    return words  # 江岸签约了 → 江岸签约
+def _strip_tail(words: list[tuple[str, str]]) -> list[tuple[str, str]]:  # 江岸签约了 → 江岸签约
+    return words[: len(words) - _lead(words[::-1], lambda w, f: w in ("了", "有", "是", "在", "为", "共", "一共", "总共"))]
 
 
 def _frame(text: str) -> _Frame | None:
@@ -103,7 +99,7 @@ def _frame(text: str) -> _Frame | None:
     des = [i for i, (w, _) in enumerate(subject) if w == "的"]
     if not des or not _nounish(*subject[0]):
         return _Frame(text, _join(subject), _join(subject))
-    head = subject[: des[0]]
+    head = subject[: _lead(subject)]  # 三峡集团(每年用于…的投资), 江岸区生态环保产业2022年(的营收)
     while len(head) > 1 and head[-1][1][:1] in ("m", "t", "q"):  # 江岸区生态环保产业2022年 → …产业
         head = head[:-1]
     return _Frame(text, _join(subject), _join(head), _join(subject[des[-1] + 1 :]))
@@ -126,13 +122,17 @@ def _parallel(x: str, frame: _Frame) -> str:
             i = next((n for n, s in enumerate(spans) if s[0] <= m.start() < s[1]), 0)
             if spans[i][3] == "vn" or spans[i][3][:1] in ("v", "p", "u", "r", "c", "y", "x"):
                 continue
-            while i and spans[i][3][:1] in ("m", "q") and spans[i - 1][3] == "m":  # 2022 年 → 2022年
-                i -= 1
+            while i and (spans[i][3][:1] in ("m", "q") and spans[i - 1][3] == "m"  # 2022 年 → 2022年
+                         or len(prev[spans[i][0] : m.end()]) < len(core) and _nounish(*spans[i - 1][2:]) and not _proper([spans[i - 1][2:]])):
+                i -= 1  # 高端车型 → 新能源车型
             if prev[spans[i][0] : m.end()] != core:
                 best = (spans[i][0], m.end())
                 break
         if best:
             break
+    if best is None and xw[0][1] == "p" and (j := next((n for n, s in enumerate(spans) if s[2] == xw[0][0]), -1)) >= 0:
+        if run := _lead([s[2:] for s in spans[j + 1 :]]):  # 2. after the same preposition: 在深圳宝安区 → 在东莞
+            best, core = (spans[j + 1][0], spans[j + run][1]), _join(xw[1:])
     if best is None and _proper(xw):  # 2. a proper noun: of the same kind (宜昌 → 武汉), else the first one
         kinds = {f for _, f in xw if f.startswith(_PROPER)}
         same = [s for s in spans if s[3] in kinds] or [s for s in spans if s[3].startswith(_PROPER)][:1]
@@ -157,12 +157,10 @@ def _resolve_reference(q: str, frame: _Frame) -> str | None:
             for k in range(len(run), 0, -1):  # 这些项目计划总投资 → try 项目计划总投资 … 项目
                 if target := _noun_in(noun := "".join(run[:k]), frame):
                     return q[:pos] + target + q[pos + len(dem) + len(noun) :]
-            if run:  # 该工程 after 宝钢黄石新港二期… → 宝钢黄石新港二期的工程
-                return q[:pos] + frame.topic + "的" + q[pos + len(dem) :]
+            if run:  # 该项目 after 宝钢黄石新港二期… → 宝钢黄石新港二期; 这些企业 → 江岸签约的项目的企业
+                return q[:pos] + frame.topic + ("的" + q[pos + len(dem) :] if dem in _PRONOUNS else q[pos + len(dem) + len(run[0]) :])
         if w in _PRONOUNS and f.startswith("r"):
-            if w == "其中":
-                return q[:pos] + frame.topic + "中" + q[pos + len(w) :]
-            glue = "的" if w == "其" and _nounish(*nxt) else ""
+            glue = "中" if w == "其中" else "的" if w == "其" and _nounish(*nxt) else ""  # 其中 → …中, 其总投资 → …的总投资
             return q[:pos] + frame.topic + glue + q[pos + len(w) :]
         pos += len(w)
     return None
@@ -172,6 +170,8 @@ def _noun_in(noun: str, frame: _Frame) -> str:
     """The phrase of the previous question that ``这些/该 + noun`` points to, or ''."""
     if frame.topic.endswith(noun):
         return frame.topic
+    if 0 < (i := frame.text.find(noun)) < (_QWORD.search(frame.text) or re.search("$", frame.text)).start():
+        return frame.text[: i + len(noun)]  # 宜昌2019年推进的磷石膏建材应用项目(累计消耗了多少…)
     run = ""
     for w, f in pos_tag(frame.text):
         run = run + w if _nounish(w, f) else ""
@@ -225,9 +225,9 @@ def _rewrite_one(q: str, prev: str) -> tuple[str, str]:
     return q, "standalone"
 
 
-def _user_turns(history: list[dict] | None) -> list[str]:
-    return [t["content"].strip() for t in (history or []) if isinstance(t, dict) and t.get("role") == "user"
-            and isinstance(t.get("content"), str) and t["content"].strip()]
+def _user_turns(history: list[dict] | None) -> list[str]:  # the last four non-empty user turns
+    turns = [t.get("content") for t in (history or []) if isinstance(t, dict) and t.get("role") == "user"]
+    return [t.strip() for t in turns if isinstance(t, str) and t.strip()][-4:]
 
 
 def rewrite(question: str, history: list[dict]) -> str:
@@ -236,7 +236,7 @@ def rewrite(question: str, history: list[dict]) -> str:
     >>> rewrite("那一期呢？", [{"role": "user", "content": "宝钢黄石新港二期什么时候开工？"}])
     '宝钢黄石新港一期什么时候开工？'
     """
-    turns = _user_turns(history)[-4:]
+    turns = _user_turns(history)
     if not question or not question.strip() or not turns:
         return question
     prev = to_simplified(turns[0])
@@ -252,8 +252,7 @@ def rewrite(question: str, history: list[dict]) -> str:
     return out
 
 
-def _wants_traditional(question: str, turns: list[str]) -> bool:
-    """Traditional when the question is, or when it is neutral (那一期呢) and the last user turn is."""
+def _wants_traditional(question: str, turns: list[str]) -> bool:  # or neutral (那一期呢) after a Traditional turn
     return is_traditional(question) or (is_traditional(turns[-1]) and to_traditional(question) == question)
 
 
@@ -281,7 +280,7 @@ def _valid(reply: str, question: str, turns: list[str]) -> str:
 def rewrite_with_llm(question: str, history: list[dict], model) -> str:
     """Like :func:`rewrite`, asking the chat ``model`` (a :class:`rag.llm.ChatModel`) in one short prompt;
     falls back to the rules when the model fails (LLMError) or its reply is unusable."""
-    turns = _user_turns(history)[-4:]
+    turns = _user_turns(history)
     if not question or not question.strip() or not turns:
         return question
     lines = "".join(f"用户：{t}\n" for t in turns)
