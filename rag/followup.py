@@ -33,6 +33,7 @@ _DEMONSTRATIVES = ("这些", "那些", "这个", "那个", "这家", "那家", "
 _PROPER = ("nr", "ns", "nt", "nz", "s", "eng")
 _ADVERBIAL = {"同比", "环比", "累计", "全面", "共", "总共", "一共", "已经", "目前", "现在", "如今"}
 _NOT_DEM = {"这样", "这么", "这里", "那里", "那样", "那么", "这儿", "那儿", "此外", "因此", "这时", "此时", "那时"}
+_CONNECTIVE = re.compile(r"^(?:那么|那(?![些个家位里样儿时边])|另外|而)[，,\s]*")
 _SKIP_START = {"那", "那么", "另外", "还有", "此外", "请问", "而", "《", "》"}
 _AMOUNT = re.compile(r"投资|营收|收入|产值|规模|金额|面积|数量|人数|产量|占比|比例|增长|利润|税收|成本|资金|总额|成员|多少")
 _PERSON = re.compile(r"[长者人]$|主任|书记|代表|经理|教授|董事")
@@ -140,8 +141,7 @@ def _parallel(x: str, frame: _Frame) -> str:
     if best is not None:
         return prev[: best[0]] + core + prev[best[1] :]
     if frame.attr and frame.attr in prev:  # 3. the attribute asked for: 营收 → 总投资
-        i = prev.rindex(frame.attr)
-        return prev[:i] + core + prev[i + len(frame.attr) :]
+        return core.join(prev.rsplit(frame.attr, 1))
     ask = "是什么时候" if _TIME.search(core) else "是谁" if _PERSON.search(core) else "是多少" if _AMOUNT.search(core) else "是什么"
     return f"{frame.entity}的{core}{ask}"
 
@@ -159,7 +159,7 @@ def _resolve_reference(q: str, frame: _Frame) -> str | None:
                     return q[:pos] + target + q[pos + len(dem) + len(noun) :]
             if run:  # 该项目 after 宝钢黄石新港二期… → 宝钢黄石新港二期; 这些企业 → 江岸签约的项目的企业
                 return q[:pos] + frame.topic + ("的" + q[pos + len(dem) :] if dem in _PRONOUNS else q[pos + len(dem) + len(run[0]) :])
-        if w in _PRONOUNS and f.startswith("r"):
+        if (w in _PRONOUNS or w in ("这", "那") and nxt[0] == "是") and f.startswith("r"):  # 这是… → <topic>是…
             glue = "中" if w == "其中" else "的" if w == "其" and _nounish(*nxt) else ""  # 其中 → …中, 其总投资 → …的总投资
             return q[:pos] + frame.topic + glue + q[pos + len(w) :]
         pos += len(w)
@@ -205,7 +205,7 @@ def _complete_subject(q: str, frame: _Frame) -> str | None:
         if _proper(run) or len(_join(run)) > 4 or len(rest) > 10:
             return None
         return frame.entity + ("" if skipped else "的") + q
-    if f.startswith(("v", "p", "r", "m", "d")) or w in ("有", "是"):
+    if f.startswith(("v", "p", "m", "d")) or w in ("有", "是") or _QWORD.match(w):
         return frame.entity + q
     return None
 
@@ -216,9 +216,10 @@ def _rewrite_one(q: str, prev: str) -> tuple[str, str]:
         return q, "no-topic"
     body, tail = _END.sub("", q), q[len(_END.sub("", q)) :].strip() or "？"
     m = _PARALLEL.match(body)
-    if m and not _QWORD.search(m.group("x")) and not any(p in m.group("x") for p in _PRONOUNS):
+    if m and not _QWORD.search(m.group("x")) and not any(p in m.group("x") for p in (*_PRONOUNS, *_DEMONSTRATIVES)):
         out = _parallel(m.group("x"), frame)
         return out + ("" if _END.search(out) else tail), "parallel"
+    body = _CONNECTIVE.sub("", body)  # 那么它们的… → 它们的…
     for rule, step in (("reference", _resolve_reference), ("subject", _complete_subject)):
         if out := step(body, frame):
             return out + tail, rule
