@@ -282,8 +282,8 @@ def rewrite_with_llm(question: str, history: list[dict], model) -> str:
     """Like :func:`rewrite`, asking the chat ``model`` (a :class:`rag.llm.ChatModel`) in one short prompt;
     falls back to the rules when the model fails (LLMError) or its reply is unusable."""
     turns = _user_turns(history)
-    if not question or not question.strip() or not turns:
-        return question
+    if model is None or not turns or not (question or "").strip():
+        return rewrite(question, history)  # no model, or nothing to rewrite
     lines = "".join(f"用户：{t}\n" for t in turns)
     prompt = f"对话：\n{lines}最后一个问题：{question.strip()}"
     try:

@@ -150,6 +150,12 @@ def test_llm_rewrite_is_used_when_valid(server, monkeypatch):
     assert "用户：江岸签约了哪些项目？" in user["content"] and user["content"].endswith("它们是在什么会议上签约的？")
 
 
+def test_llm_may_leave_a_standalone_question_as_it_is(server, monkeypatch):
+    monkeypatch.setattr(fake_openai, "REPLY", "宝钢黄石新港二期什么时候开工？")
+    out = rewrite_with_llm("宝钢黄石新港二期什么时候开工？", users("江岸签约了哪些项目？"), model(server))
+    assert out == "宝钢黄石新港二期什么时候开工？" and len(server.requests) == 1
+
+
 def test_llm_reply_label_and_quotes_are_removed(server, monkeypatch):
     monkeypatch.setattr(fake_openai, "REPLY", "改写后的问题：“宝钢黄石新港一期什么时候开工？”")
     assert rewrite_with_llm("那一期呢？", users("宝钢黄石新港二期什么时候开工？"), model(server)) == "宝钢黄石新港一期什么时候开工？"
@@ -167,6 +173,7 @@ BAD_REPLIES = {
     "several lines": "宝钢黄石新港一期什么时候开工？\n这是改写后的问题。",
     "absurdly long": "宝钢黄石新港一期" + "的工程" * 60 + "什么时候开工？",
     "wrong script": "寶鋼黃石新港一期什麼時候開工？",
+    "an echo of the elliptical question": "那一期呢？",
 }
 
 
@@ -198,3 +205,7 @@ def test_unreachable_llm_falls_back_to_rules():
 def test_llm_is_not_asked_without_earlier_user_turns(server):
     assert rewrite_with_llm("那一期呢？", [], model(server)) == "那一期呢？"
     assert server.requests == []
+
+
+def test_no_model_configured_means_rules():
+    assert rewrite_with_llm("那一期呢？", users("宝钢黄石新港二期什么时候开工？"), None) == "宝钢黄石新港一期什么时候开工？"
