@@ -18,6 +18,7 @@ __all__ = [
     "to_traditional",
     "is_traditional",
     "tokenize",
+    "pos_tag",
     "keywords",
     "strip_pinyin_noise",
     "split_sentences",
@@ -78,9 +79,23 @@ def to_simplified(text: str) -> str:
     return _t2s().convert(text) if text else text
 
 
-def to_traditional(text: str) -> str:
-    """Simplified → Traditional script (opencc s2t)."""
-    return _s2t().convert(text) if text else text
+def to_traditional(text: str, like: list[str] | tuple[str, ...] = ()) -> str:
+    """Simplified → Traditional script (opencc s2t).
+
+    ``like``: texts whose Traditional characters are kept, where s2t would pick another form
+    (the user's 簽約 rather than s2t's 籤約); texts in Simplified script are ignored.
+    """
+    if not text:
+        return text
+    chars: dict[str, str] = {}
+    for src in like:
+        if src and len(simp := to_simplified(src)) == len(src) and simp != src:
+            for a, b in zip(simp, src):
+                chars.setdefault(a, b)
+    if not chars:
+        return _s2t().convert(text)
+    known = "".join(map(re.escape, chars))
+    return re.sub(f"[{known}]|[^{known}]+", lambda m: chars.get(m.group(0)) or _s2t().convert(m.group(0)), text)
 
 
 def is_traditional(text: str) -> bool:
@@ -185,6 +200,25 @@ def tokenize(text: str, *, keep_stop_words: bool = False) -> list[str]:
             continue
         out.append(tok)
     return out
+
+
+_posseg = None
+
+
+def pos_tag(text: str) -> list[tuple[str, str]]:
+    """jieba part-of-speech tags ``[(word, flag), ...]`` of the text as given (not normalised),
+    e.g. ``ns`` place, ``nt`` organisation, ``nr`` person, ``n`` noun, ``v`` verb, ``r`` pronoun."""
+    global _posseg
+    if not text:
+        return []
+    if _posseg is None:
+        tokenizer = _tokenizer()  # outside the lock, which _tokenizer takes itself
+        with _lock:
+            if _posseg is None:
+                from jieba import posseg
+
+                _posseg = posseg.POSTokenizer(tokenizer)
+    return [(p.word, p.flag) for p in _posseg.lcut(text)]
 
 
 _QUESTION_PREFIX = re.compile(r"^(哪些|哪个|哪一|哪位|哪家|哪天|哪里|哪|什么|多少|几)")

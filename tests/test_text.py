@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from hypothesis import given, settings, strategies as st
 
-from rag.text import normalize, split_sentences, strip_pinyin_noise, to_traditional, tokenize
+from rag.text import normalize, pos_tag, split_sentences, strip_pinyin_noise, to_traditional, tokenize
 
 # Han characters (common blocks), ASCII, full-width forms and Chinese punctuation
 _chars = st.one_of(
@@ -60,6 +60,18 @@ def test_tokenize_matches_across_scripts():
     assert tokenize("長江經濟帶") == tokenize("长江经济带")
     assert "长江" in tokenize("长江经济带的发展")
     assert "的" not in tokenize("长江经济带的发展")
+
+
+def test_to_traditional_keeps_the_characters_the_user_wrote():
+    assert to_traditional("会议上签约的") == "會議上籤約的"  # opencc's phrase choice
+    assert to_traditional("会议上签约的", like=["江岸簽約了哪些項目？"]) == "會議上簽約的"
+    assert to_traditional("会议上签约的", like=["江岸签约了哪些项目？"]) == "會議上籤約的"  # Simplified: ignored
+
+
+def test_pos_tag_keeps_every_character_and_tags_places():
+    tags = pos_tag("宜昌市点军区集中开工了几个生态环保项目？")
+    assert "".join(w for w, _ in tags) == "宜昌市点军区集中开工了几个生态环保项目？"
+    assert ("宜昌市", "ns") in tags and pos_tag("") == []
 
 
 def test_variant_characters_fold_like_their_traditional_form():
