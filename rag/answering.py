@@ -3,18 +3,18 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 from dataclasses import dataclass, replace
 from typing import Iterable, Iterator, Protocol
 
 from .config import Config
 from .embedding.base import E5_SMALL as CALIBRATED_FOR
 from .errors import LLMError, QueryError
-from .extractive import best_sentence, compose, select_sentences
+from .extractive import Sentence, best_sentence, compose, select_sentences
+from .followup import rewrite, rewrite_with_llm
 from .llm import ChatModel, build_messages, check_citations
 from .query import Query
 from .records import Answer, Passage
-from .text import is_traditional
+from .text import is_traditional, to_simplified, to_traditional
 
 __all__ = ["Assistant", "Evidence", "Searcher", "DECLINE_TEXT", "LLM_DOWN_NOTE"]
 
@@ -24,9 +24,6 @@ DECLINE_TEXT = "抱歉，现有的新闻文章里没有找到这个问题的答�
 DECLINE_TEXT_TRAD = "抱歉，現有的新聞文章裡沒有找到這個問題的答案。"
 LLM_DOWN_NOTE = "语言模型暂时不可用，以下是从文章中直接摘录的答案。"
 LLM_UNCITED_NOTE = "语言模型的回答没有可核对的出处，以下是从文章中直接摘录的答案。"
-
-# Words that point back to an earlier turn: "这些项目…", "该公司…", "其中…"
-_ANAPHOR = re.compile(r"(这些|这个|这家|这位|这项|这次|那些|那个|那家|该|其|它|他们|她们|它们|此次|此项|上述|前者|后者|还有|另外|那么)")
 
 
 class Searcher(Protocol):
@@ -110,20 +107,15 @@ class Assistant:
             dense = typical_dense
         return 1.0 / (1.0 + math.exp(-(w_cov * coverage + w_dense * dense + bias)))
 
-    def _resolve(self, question: Query, history: list | None, k: int | None, filters: dict) -> Evidence:
-        """Retrieval for a question, using the previous user turn when it is a follow-up."""
-        previous = [t.get("content", "") for t in (history or []) if isinstance(t, dict) and t.get("role") == "user"]
-        previous = [p for p in previous if isinstance(p, str) and p.strip()]
-        if not previous:
-            return self.evidence(question, k=k, **filters)
-        combined = Query.of(f"{previous[-1]} {question.text}")
-        if _ANAPHOR.search(question.normalized):
-            return self.evidence(question, combined, k=k, **filters)
-        alone = self.evidence(question, k=k, **filters)
-        if alone.score >= self.config.decline_threshold and alone.coverage >= 0.75:
-            return alone
-        joint = self.evidence(question, combined, k=k, **filters)
-        return joint if joint.score > alone.score else alone
+    def standalone(self, question: Query, history: list | None) -> Query:
+        """The question rewritten from the conversation into one that stands alone ("那一期呢？" after
+        "宝钢黄石新港二期什么时候开工？" → "宝钢黄石新港一期什么时候开工？"); unchanged when it already
+        stands alone or has nothing to do with the conversation."""
+        if not history:
+            return question
+        turns = [t for t in history if isinstance(t, dict) and isinstance(t.get("content"), str)]
+        text = rewrite_with_llm(question.text, turns, self.llm) if self.llm is not None else rewrite(question.text, turns)
+        return Query.of(text) if text and text != question.text else question
 
     # --- the public calls ---------------------------------------------------------------------
     def ask(
@@ -169,18 +161,21 @@ class Assistant:
         """
         if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
             raise QueryError(f"k must be a whole number of at least 1, got {k!r}")
-        q = Query.of(question)
-        filters = {"sources": sources, "date_from": date_from, "date_to": date_to}
-        ev = self._resolve(q, history, k, filters)
+        asked = Query.of(question)
+        q = self.standalone(asked, history)
+        ev = self.evidence(q, k=k, sources=sources, date_from=date_from, date_to=date_to)
         n = k or self.config.answer_passages
-        extractive = self._extractive(q, ev, n)
+        extractive = self._extractive(q, ev, n, asked)
         if self.llm is None or not extractive.grounded:
             yield extractive
             return
         passages = ev.passages[:n]
         text = ""
+        evidence = None
+        if extractive.short:
+            evidence = (extractive.short, extractive.highlights[0], passages.index(extractive.citations[0]))
         try:
-            for piece in self.llm.stream(build_messages(q.text, passages, history)):
+            for piece in self.llm.stream(build_messages(q.text, passages, history, evidence)):
                 text += piece
                 yield text
         except LLMError as e:
@@ -198,17 +193,33 @@ class Assistant:
                      highlights=[best_sentence(p.text, checked.text) for p in citations],
                      query=ev.query, note=note, question=q.text)
 
-    def _extractive(self, q: Query, ev: Evidence, n: int) -> Answer:
+    def _extractive(self, q: Query, ev: Evidence, n: int, asked: Query | None = None) -> Answer:
+        """The extractive answer to ``q`` from the evidence. For a follow-up, ``asked`` is what the
+        user typed: retrieval used the standalone ``q``, while sentences are chosen by the words
+        the user asked about (the rewritten topic would pull towards the earlier answer)."""
         decline = Answer(text=DECLINE_TEXT_TRAD if is_traditional(q.text) else DECLINE_TEXT, citations=[],
                          grounded=False, query=ev.query, question=q.text)
         if not ev.passages or ev.score < self.config.decline_threshold:
             log.info("declined %r (evidence %.2f < %.2f)", q.text, ev.score, self.config.decline_threshold)
             return decline
         passages = ev.passages[:n]
-        candidates = select_sentences(q, passages, self.retriever.idf, self.config)
+        candidates = []
+        if asked is not None and asked.text != q.text:
+            candidates = select_sentences(asked, passages, self.retriever.idf, self.config)
+        candidates = candidates or select_sentences(q, passages, self.retriever.idf, self.config)
+        span = None
+        keep = None
+        if span is not None:
+            # the sentence holding the short answer leads, and is never cut inside the span
+            lead = Sentence(float("inf"), span.passage, span.sentence_start, span.sentence_end)
+            candidates = [lead] + [c for c in candidates if (c.passage, c.start) != (lead.passage, lead.start)]
+            keep = (span.passage, span.start, span.end)
         text, cited, highlights = compose(q, passages, candidates, self.retriever.idf, self.config,
-                                          self.retriever.near_duplicates)
+                                          self.retriever.near_duplicates, keep=keep)
         if not text:
             return decline
+        short = ""
+        if span is not None:
+            short = to_traditional(span.text) if is_traditional(q.text) else to_simplified(span.text)
         return Answer(text=text, citations=[passages[i] for i in cited], grounded=True, highlights=highlights,
-                      query=ev.query, question=q.text)
+                      query=ev.query, question=q.text, short=short.strip())
