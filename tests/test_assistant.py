@@ -85,3 +85,18 @@ def test_traditional_question_gets_a_traditional_answer():
 def test_bad_k_is_refused(k):
     with pytest.raises(QueryError, match="k must be a whole number"):
         Assistant(FakeRetriever([WUHAN])).ask("武汉签约了多少项目？", k=k)
+
+
+def test_a_follow_up_is_searched_as_a_standalone_question_and_says_so():
+    fake = FakeRetriever([WUHAN, YICHANG])
+    history = [{"role": "user", "content": "宝钢黄石新港二期什么时候开工？"}, {"role": "assistant", "content": "2024年[1]"}]
+    a = Assistant(fake).ask("那一期呢？", history=history)
+    assert fake.calls[-1]["query"] == "宝钢黄石新港一期什么时候开工？"
+    assert a.question == "宝钢黄石新港一期什么时候开工？"
+
+
+def test_an_unrelated_question_after_a_conversation_is_left_alone():
+    fake = FakeRetriever([WUHAN, YICHANG])
+    history = [{"role": "user", "content": "江岸签约了哪些项目？"}]
+    a = Assistant(fake).ask("宜昌累计复绿岸线多少公里？", history=history)
+    assert fake.calls[-1]["query"] == "宜昌累计复绿岸线多少公里？" and "46公里" in a.text
