@@ -15,6 +15,14 @@ __all__ = ["KeywordIndex"]
 log = logging.getLogger(__name__)
 
 
+def _bm25s():
+    """bm25s, with its logger kept at WARNING (it sets itself to DEBUG, which floods every log)."""
+    import bm25s
+
+    logging.getLogger("bm25s").setLevel(logging.WARNING)
+    return bm25s
+
+
 class KeywordIndex:
     """BM25 over pre-tokenised documents; document ids are row positions.
 
@@ -36,8 +44,7 @@ class KeywordIndex:
 
     @classmethod
     def build(cls, docs_tokens: list[list[str]], k1: float = 1.2, b: float = 0.75) -> "KeywordIndex":
-        import bm25s
-
+        bm25s = _bm25s()
         if not docs_tokens:
             return cls(None, {}, 0)
         bm25 = bm25s.BM25(k1=k1, b=b)
@@ -72,8 +79,7 @@ class KeywordIndex:
 
     @classmethod
     def load(cls, folder: Path) -> "KeywordIndex":
-        import bm25s
-
+        bm25s = _bm25s()
         d = Path(folder) / cls.DIR
         try:
             bm25 = bm25s.BM25.load(str(d))
