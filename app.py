@@ -199,6 +199,7 @@ _ERROR_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: 
                 409: "index_busy", 413: "too_large", 422: "bad_request", 429: "too_many_requests",
                 500: "internal_error", 503: "not_ready"}
 _DESCRIPTIONS = {
+    400: "the multipart body could not be parsed",
     401: "the admin token is missing or wrong (send `Authorization: Bearer <RAG_ADMIN_TOKEN>`)",
     403: "read-only: the app runs on a non-loopback address without RAG_ADMIN_TOKEN",
     409: "another process is writing the index; retry",
@@ -331,7 +332,7 @@ def make_api(service: Service) -> FastAPI:
             "keep being answered meanwhile. " + writes
         ),
         response_model=UploadResult,
-        responses=_responses(401, 403, 409, 422, 503),
+        responses=_responses(400, 401, 403, 409, 422, 503),
     )
     async def documents(files: list[UploadFile] = File(..., description="article files"),
                         who: dict = Depends(_writer)) -> dict:
