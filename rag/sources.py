@@ -219,6 +219,8 @@ def _derive_title(text: str) -> str:
     clause = re.split(r"[,，;；]", first, maxsplit=1)[0]
     if 8 <= len(clause) <= 40:
         return clause
+    if not first:  # the text starts with a sentence end or dateline only ("!", "。…")
+        first = " ".join(text.split())
     return first if len(first) <= 40 else first[:39] + "…"
 
 
