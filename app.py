@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 import gradio as gr
 import uvicorn
 from fastapi import Depends, FastAPI, File, Request, UploadFile
+from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -58,6 +59,9 @@ IsoDate = Annotated[str, StringConstraints(pattern=_ISO_DATE),
                     Field(description="ISO date, inclusive: 2021-12-03, 2021-12 or 2021", examples=["2021-12-03"])]
 K = Annotated[StrictInt, Field(ge=1, le=MAX_K, description=f"number of passages, 1..{MAX_K}")]
 Publication = Annotated[str, StringConstraints(max_length=100)]
+# at least one character that clean_query keeps (not blank, not a control or invisible character)
+_VISIBLE = r"[^\s\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\ufeff]"
+Query = Annotated[str, StringConstraints(max_length=MAX_TEXT, pattern=_VISIBLE)]
 
 
 class Body(BaseModel):
@@ -76,7 +80,7 @@ class DateRange(Body):
 
 
 class SearchBody(DateRange):
-    query: str = Field(..., max_length=MAX_TEXT, description="keywords or a question", examples=["江岸签约了哪些项目？"])
+    query: Query = Field(..., description="keywords or a question", examples=["江岸签约了哪些项目？"])
     k: K = 5
     sources: list[Publication] | None = Field(None, max_length=50, description="only these publications (GET /api/health lists them)")
 
@@ -91,7 +95,7 @@ class Message(Body):
 
 
 class AskBody(Body):
-    question: str = Field(..., max_length=MAX_TEXT, examples=["江岸签约了哪些项目？"])
+    question: Query = Field(..., examples=["江岸签约了哪些项目？"])
     history: list[Message] | None = Field(None, max_length=50, description="earlier turns, oldest first")
     k: K | None = Field(None, description=f"passages to answer from, 1..{MAX_K}")
     filters: FilterBody | None = None
@@ -199,7 +203,7 @@ _ERROR_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: 
                 409: "index_busy", 413: "too_large", 422: "bad_request", 429: "too_many_requests",
                 500: "internal_error", 503: "not_ready"}
 _DESCRIPTIONS = {
-    400: "the multipart body could not be parsed",
+    400: "the request body could not be parsed (not UTF-8 JSON, or broken multipart)",
     401: "the admin token is missing or wrong (send `Authorization: Bearer <RAG_ADMIN_TOKEN>`)",
     403: "read-only: the app runs on a non-loopback address without RAG_ADMIN_TOKEN",
     409: "another process is writing the index; retry",
@@ -235,6 +239,8 @@ def _validation_detail(errors: list[dict]) -> str:
             continue
         if kind == "string_pattern_mismatch" and where.split(".")[-1] in ("date_from", "date_to"):
             msg = "must be an ISO date like 2021-12-03 (or 2021, 2021-12)"
+        if kind == "string_pattern_mismatch" and where in ("query", "question"):
+            msg = "query is empty: type a question or some keywords"
         shown = "" if kind == "missing" or isinstance(got, (dict, list)) else f" (got {got!r:.60})"
         parts.append(f"{where}: {msg}{shown}")
     return "; ".join(parts) or "invalid request"
@@ -300,19 +306,19 @@ def make_api(service: Service) -> FastAPI:
         return _error(500, f"unexpected {type(e).__name__}; the server log has the details")
 
     @api.post("/api/search", summary="Passages for a query", response_model=SearchResult,
-              responses=_responses(422, 503))
+              responses=_responses(400, 422, 503))
     def search(body: SearchBody) -> dict:
         passages = service.search(body.query, body.k, sources=body.sources, date_from=body.date_from, date_to=body.date_to)
         return {"passages": [p.to_dict() for p in passages]}
 
-    @api.post("/api/ask", summary="A cited answer", response_model=AnswerOut, responses=_responses(422, 503))
+    @api.post("/api/ask", summary="A cited answer", response_model=AnswerOut, responses=_responses(400, 422, 503))
     def ask(body: AskBody) -> dict:
         f = body.filters or FilterBody()
         return service.ask(body.question, [m.model_dump() for m in body.history or []], k=body.k,
                            sources=f.sources, date_from=f.date_from, date_to=f.date_to).to_dict()
 
     @api.post("/api/feedback", summary="Record a thumbs up/down", response_model=FeedbackOut,
-              responses=_responses(422, 429))
+              responses=_responses(400, 422, 429))
     def feedback(body: FeedbackBody, request: Request) -> dict:
         client = request.client.host if request.client else "unknown"
         path = service.feedback(body.question, body.answer, body.sources, body.vote, client=client)
@@ -343,13 +349,14 @@ def make_api(service: Service) -> FastAPI:
     @api.delete("/api/documents/{name}", summary="Remove an article file (kept for restore)",
                 description="The file leaves the data folder and the index; `POST /api/documents/restore` puts it back. " + writes,
                 response_model=DeleteResult, responses=_responses(401, 403, 409, 422, 503))
-    def delete(name: str, who: dict = Depends(_writer)) -> dict:
+    def delete(name: Annotated[str, PathParam(max_length=300, description="file name in the data folder")],
+               who: dict = Depends(_writer)) -> dict:
         return service.delete(name, **who)
 
     @api.post("/api/documents/restore", summary="Undo the last upload or removal of a file",
               description="Puts back the kept copy of `name` (the newest, or `version`) and updates the index; the file "
                           "it replaces is kept in turn, so running it again undoes the restore. " + writes,
-              response_model=RestoreResult, responses=_responses(401, 403, 409, 422, 503))
+              response_model=RestoreResult, responses=_responses(400, 401, 403, 409, 422, 503))
     def restore(body: RestoreBody, who: dict = Depends(_writer)) -> dict:
         return service.restore(body.name, body.version, **who)
 
@@ -363,6 +370,19 @@ def make_api(service: Service) -> FastAPI:
     def health() -> dict:
         return {"ready": service.ready, "status": service.status, "sources": service.sources(), "writes": service.writes}
 
+    def openapi() -> dict:
+        """FastAPI's schema; the bearer token is optional while writes are open (loopback, no token)."""
+        if api.openapi_schema is None:
+            spec = FastAPI.openapi(api)
+            if service.writes != "token":
+                for ops in spec["paths"].values():
+                    for op in ops.values():
+                        if "security" in op:
+                            op["security"] = [*op["security"], {}]
+            api.openapi_schema = spec
+        return api.openapi_schema
+
+    api.openapi = openapi
     known = {r.path: r.methods for r in api.routes if isinstance(r, APIRoute)}
 
     @api.api_route("/api/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"],
