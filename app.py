@@ -687,8 +687,13 @@ def make_app(service: Service) -> FastAPI:
     return app
 
 
-_NOISY = ("faiss", "httpx", "httpcore", "urllib3", "gradio", "gradio_client", "jieba", "sentence_transformers",
+_NOISY = ("faiss", "bm25s", "httpx", "httpcore", "urllib3", "gradio", "gradio_client", "jieba", "sentence_transformers",
           "huggingface_hub", "onnxruntime", "asyncio", "multipart", "python_multipart", "charset_normalizer", "PIL")
+
+
+def _quiet_third_parties(record: logging.LogRecord) -> bool:
+    """Below WARNING, only our own lines: not the libraries' loaders, progress or every HTTP call."""
+    return record.levelno >= logging.WARNING or record.name.split(".")[0] not in _NOISY
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -702,8 +707,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--index", default=os.environ.get("RAG_INDEX_DIR", "index"), help="index folder (env RAG_INDEX_DIR)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for name in _NOISY:  # their INFO lines (library loaders, every HTTP call) are not ours to report
-        logging.getLogger(name).setLevel(logging.WARNING)
+    for handler in logging.getLogger().handlers:  # a filter, as some set their own level when imported (bm25s)
+        handler.addFilter(_quiet_third_parties)
     service = Service(
         args.data, args.index,
         config=rag.Config.from_env(),
