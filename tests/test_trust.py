@@ -336,3 +336,27 @@ def test_feedback_is_bounded(tmp_path):
     assert all(p.stat().st_size <= 600 for p in (tmp_path / "fb").iterdir())
     last = json.loads((tmp_path / "fb" / "feedback.jsonl").read_text(encoding="utf-8").splitlines()[-1])
     assert last["question"] == "q11"
+
+
+def test_the_upload_tab_asks_for_the_token(tiny, tmp_path):
+    svc = _service(tiny, admin_token=TOKEN)
+    client = TestClient(app.make_app(svc))
+    token_box = [c for c in client.get("/config").json()["components"]
+                 if c.get("props", {}).get("label") == "管理口令（RAG_ADMIN_TOKEN）"]
+    assert token_box and token_box[0]["props"]["visible"] is True and token_box[0]["props"]["type"] == "password"
+    f = tmp_path / "yuehu.txt"
+    f.write_text(ARTICLE, encoding="utf-8")
+    before = _snapshot(tiny / "data")
+    assert app.upload_files(svc, [str(f)], "").startswith("⚠ 未上传：管理口令不对或未填写。")
+    assert app.upload_files(svc, [str(f)], "guess").startswith("⚠ 未上传：管理口令不对或未填写。")
+    assert _snapshot(tiny / "data") == before
+    report = app.upload_files(svc, [str(f)], TOKEN)
+    assert "yuehu.txt：新文件" in report and "新增文章 1 篇" in report
+    f.write_text(ARTICLE.replace("三座", "五座"), encoding="utf-8")
+    report = app.upload_files(svc, [str(f)], TOKEN)
+    assert "yuehu.txt：更新（替换了同名文件，旧文件已保留）" in report and "POST /api/documents/restore" in report
+    read_only = _service(tiny, local_only=False)
+    assert app.upload_files(read_only, [str(f)], TOKEN).startswith("⚠ 未上传：本服务为只读。")
+    token_box = [c for c in TestClient(app.make_app(_service(tiny))).get("/config").json()["components"]
+                 if c.get("props", {}).get("label") == "管理口令（RAG_ADMIN_TOKEN）"]
+    assert token_box[0]["props"]["visible"] is False  # loopback without a token: no key to ask for
