@@ -13,6 +13,8 @@ __all__ = [
     "QueryError",
     "LLMError",
     "NotReadyError",
+    "AccessError",
+    "RateLimitError",
 ]
 
 
@@ -65,3 +67,20 @@ class LLMError(RagError):
 
 class NotReadyError(RagError):
     """The index is still being built or loaded; retry in a moment."""
+
+
+class AccessError(RagError):
+    """A change to the corpus was refused: the admin token is missing or wrong, or the app is
+    read-only (``read_only`` True: no token is configured and it is not on loopback alone)."""
+
+    def __init__(self, message: str, *, read_only: bool = False) -> None:
+        self.read_only = read_only
+        super().__init__(message)
+
+
+class RateLimitError(RagError):
+    """Too many requests of one kind from one client; retry after ``retry_after`` seconds."""
+
+    def __init__(self, message: str, *, retry_after: int = 60) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)

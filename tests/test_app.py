@@ -73,22 +73,50 @@ def test_ask_declines_plainly(client):
     "path, body, match",
     [
         ("/api/search", {"query": "  ", "k": 3}, "query is empty"),
-        ("/api/search", {"query": Q, "k": 0}, "k must be a whole number from 1 to 20"),
-        ("/api/search", {"query": Q, "k": 500}, "k must be"),
-        ("/api/search", {"query": Q, "date_from": "yesterday"}, "date_from must be an ISO date"),
-        ("/api/search", {"query": Q, "date_from": "2022-01-01", "date_to": "2021-01-01"}, "is after date_to"),
+        ("/api/search", {"query": Q, "k": 0}, "k: Input should be greater than or equal to 1 (got 0)"),
+        ("/api/search", {"query": Q, "k": 500}, "k: Input should be less than or equal to 20 (got 500)"),
+        ("/api/search", {"query": Q, "k": "abc"}, "k: Input should be a valid integer (got 'abc')"),
+        ("/api/search", {"query": Q, "k": True}, "k: Input should be a valid integer"),
+        ("/api/search", {"k": 3}, "query: Field required"),
+        ("/api/search", {"query": Q, "top_k": 3}, "top_k: Extra inputs are not permitted"),
+        ("/api/search", {"query": Q, "date_from": "yesterday"}, "date_from: must be an ISO date like 2021-12-03"),
+        ("/api/search", {"query": Q, "date_from": "2022-01-01", "date_to": "2021-01-01"}, "date_from (2022-01-01) is after date_to"),
+        ("/api/search", {"query": Q, "sources": "长江日报"}, "sources: Input should be a valid list"),
+        ("/api/search", [Q], "Input should be a valid dictionary"),
         ("/api/ask", {"question": ""}, "query is empty"),
-        ("/api/ask", {"question": Q, "history": [{"role": "bot"}]}, "role 'user' or 'assistant'"),
+        ("/api/ask", {}, "question: Field required"),
+        ("/api/ask", {"question": Q, "history": [{"role": "bot", "content": "x"}]}, "history.0.role: Input should be 'user' or 'assistant'"),
+        ("/api/ask", {"question": Q, "filters": {"date_to": "soon"}}, "filters.date_to: must be an ISO date"),
+        ("/api/feedback", {"question": Q, "answer": "a", "vote": "meh"}, "vote: Input should be 'up' or 'down'"),
     ],
 )
 def test_bad_requests_are_422_with_a_reason(client, path, body, match):
     r = client.post(path, json=body)
-    assert r.status_code == 422 and match in r.json()["detail"]
+    assert r.status_code == 422 and r.json()["error"] == "bad_request"
+    assert match in r.json()["detail"], r.json()
 
 
-def test_wrong_types_are_422(client):
-    assert client.post("/api/search", json={"query": Q, "k": "many"}).status_code == 422
-    assert client.post("/api/ask", json={}).status_code == 422
+@pytest.mark.parametrize(
+    "method, path, content, status, match",
+    [
+        ("POST", "/api/search", b'{"query": ', 422, "invalid JSON at character"),
+        ("POST", "/api/search", b"", 422, "request body missing"),
+        ("GET", "/api/search", None, 405, "GET is not allowed on /api/search; use POST"),
+        ("GET", "/api/nothing", None, 404, "no such endpoint /api/nothing"),
+        ("POST", "/api/documents", None, 422, "files: Field required"),
+    ],
+)
+def test_every_api_error_has_the_documented_body(client, method, path, content, status, match):
+    r = client.request(method, path, content=content, headers={"content-type": "application/json"} if content is not None else {})
+    assert r.status_code == status and set(r.json()) == {"error", "detail"} and match in r.json()["detail"], r.json()
+
+
+def test_unexpected_errors_are_500_with_the_documented_body(seed_index, tmp_path, monkeypatch):
+    svc = Service(SEEDS, seed_index, feedback_dir=tmp_path)
+    monkeypatch.setattr(svc, "search", lambda *a, **kw: 1 / 0)
+    r = TestClient(app.make_api(svc), raise_server_exceptions=False).post("/api/search", json={"query": Q})
+    assert r.status_code == 500 and r.json() == {"error": "internal_error",
+                                                 "detail": "unexpected ZeroDivisionError; the server log has the details"}
 
 
 def test_503_while_the_index_is_loading(seed_index, tmp_path):
@@ -101,12 +129,23 @@ def test_503_while_the_index_is_loading(seed_index, tmp_path):
 def test_openapi_docs(client):
     assert client.get("/docs").status_code == 200
     spec = client.get("/openapi.json").json()
-    assert {"/api/search", "/api/ask", "/api/feedback"} <= set(spec["paths"])
+    assert {"/api/search", "/api/ask", "/api/feedback", "/api/documents", "/api/documents/restore"} <= set(spec["paths"])
+    for path, ops in spec["paths"].items():
+        for method, op in ops.items():
+            errors = {c: r for c, r in op["responses"].items() if c[0] in "45"}
+            assert "500" in errors, (path, method)
+            for code, r in errors.items():
+                assert r["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ErrorBody"}, (path, code)
+    assert "HTTPValidationError" not in spec["components"]["schemas"]
+    search = spec["components"]["schemas"]["SearchBody"]["properties"]["k"]
+    assert (search["minimum"], search["maximum"]) == (1, 20)
 
 
-def test_chat_page_is_served(client):
+def test_chat_page_is_served_in_chinese(client):
     r = client.get("/")
     assert r.status_code == 200 and "新闻问答" in r.text
+    assert r.text.index("navigator,'language'") < r.text.index("<script type=\"module\"")  # before Gradio's code
+    assert client.get("/config").json()["footer_links"] == []  # no "Use via API · Built with Gradio" footer
 
 
 def test_feedback_is_appended_to_jsonl(client, service):
@@ -117,7 +156,6 @@ def test_feedback_is_appended_to_jsonl(client, service):
     records = [json.loads(x) for x in lines[-2:]]
     assert [r["vote"] for r in records] == ["up", "down"]
     assert records[0]["question"] == Q and records[0]["sources"] == [{"title": "t"}] and records[0]["time"]
-    assert client.post("/api/feedback", json={"question": Q, "answer": "a", "vote": "meh"}).status_code == 422
 
 
 def test_sources_panel_highlights_and_links():
@@ -130,6 +168,14 @@ def test_sources_panel_highlights_and_links():
     assert "长江日报 · 2021-12-03" in panel
     assert "11月29日（未注明年份）" in app.sources_html(rag.Answer("x[1]", [rag.Passage("d", "t", "--11-29", "s", "x", 1.0)], True))
     assert '<a href="#src-1" class="cite">[1]</a>' in app.answer_markdown(a)
+    msg = app.chat_message(a)
+    assert msg.startswith(app.answer_markdown(a)) and '<details class="inline-sources">' in msg
+    assert "[1] 标&lt;题&gt; · 长江日报 · 2021-12-03" in msg and 'id="m-src-1"' in msg and "<mark>关键句。</mark>" in msg
+    assert "\n" not in msg.split("<details", 1)[1]  # one HTML block for the Markdown renderer
+    assert app.without_inline_sources({"role": "assistant", "content": msg})["content"] == app.answer_markdown(a)
+    parts = app.without_inline_sources({"role": "assistant", "content": [{"type": "text", "text": msg}]})
+    assert parts["content"] == [{"type": "text", "text": app.answer_markdown(a)}]
+    assert app.chat_message(rag.Answer("没有找到", [], False)) == "没有找到"
 
 
 @pytest.fixture(scope="module")
@@ -167,6 +213,7 @@ def test_chat_streams_language_model_answer(seed_index, tmp_path):
 
 
 # --- updates while serving, and uploads ------------------------------------------------------
+GOOD = "九江市完成长江岸线整治，建成沿江绿道35公里。"
 NEW_ARTICLE = "汉阳月湖湿地新建观鸟台\n来源:长江日报\n长江日报讯 汉阳月湖湿地公园新建三座观鸟台，市民可观察白鹭和小䴙䴘等水鸟。\n"
 
 
@@ -234,17 +281,19 @@ def test_upload_endpoint_adds_updates_and_refuses(tiny_service):
     r = client.post("/api/documents", files=[("files", ("yuehu.txt", NEW_ARTICLE.encode(), "text/plain"))])
     body = r.json()
     assert r.status_code == 200, body
-    assert body["files"] == [{"name": "yuehu.txt", "status": "new"}]
+    assert body["files"] == [{"name": "yuehu.txt", "status": "new", "kept": None}]
     assert body["added"] == ["yuehu"] and body["embedded"] >= 1 and body["errors"] == []
     assert (tiny_service.data_dir / "yuehu.txt").read_text(encoding="utf-8") == NEW_ARTICLE
     assert client.post("/api/search", json={"query": "月湖观鸟台", "k": 1}).json()["passages"][0]["doc_id"] == "yuehu"
 
     edited = NEW_ARTICLE.replace("三座", "五座")
     r = client.post("/api/documents", files=[("files", ("yuehu.txt", edited.encode(), "text/plain"))])
-    assert r.json()["files"] == [{"name": "yuehu.txt", "status": "updated"}] and r.json()["changed"] == ["yuehu"]
+    (kept,) = [f["kept"] for f in r.json()["files"]]
+    assert r.json()["files"] == [{"name": "yuehu.txt", "status": "updated", "kept": kept}] and r.json()["changed"] == ["yuehu"]
+    assert (tiny_service.data_dir / ".trash" / kept / "yuehu.txt").read_text(encoding="utf-8") == NEW_ARTICLE
     assert "五座" in client.post("/api/search", json={"query": "月湖观鸟台", "k": 1}).json()["passages"][0]["text"]
 
-    r = client.post("/api/documents", files=[("files", ("ok.txt", b"x", "text/plain")),
+    r = client.post("/api/documents", files=[("files", ("ok.txt", GOOD.encode(), "text/plain")),
                                               ("files", ("report.pdf", b"%PDF", "application/pdf"))])
     assert r.status_code == 422 and "report.pdf: unsupported file type '.pdf'" in r.json()["detail"]
     assert not (tiny_service.data_dir / "report.pdf").exists() and not (tiny_service.data_dir / "ok.txt").exists()
@@ -257,11 +306,15 @@ def test_upload_tab_handler_reports_in_chinese(tiny_service, tmp_path):
     src = tmp_path / "uploads"
     src.mkdir()
     (src / "yuehu.md").write_text("# 汉阳月湖湿地新建观鸟台\n\n" + NEW_ARTICLE.split("\n", 2)[2], encoding="utf-8")
+    (src / "mixed.jsonl").write_text('{"id": "ok-9", "text": "%s"}\nnot json\n' % GOOD, encoding="utf-8")
+    report = app.upload_files(tiny_service, [str(src / "yuehu.md"), str(src / "mixed.jsonl")])
+    assert "yuehu.md：新文件" in report and "mixed.jsonl：新文件" in report
+    assert "新增文章 2 篇" in report and "嵌入 " in report and " 秒" in report
+    assert "1 处无法读取" in report and "mixed.jsonl:2: malformed JSON" in report.split("无法读取")[1]
     (src / "broken.jsonl").write_text('{"title": "无正文"}\nnot json\n', encoding="utf-8")
-    report = app.upload_files(tiny_service, [str(src / "yuehu.md"), str(src / "broken.jsonl")])
-    assert "yuehu.md：新文件" in report and "broken.jsonl：新文件" in report
-    assert "新增文章 1 篇" in report and "嵌入 " in report and " 秒" in report
-    assert "个文件出错" in report and "broken.jsonl" in report.split("个文件出错")[1]
+    refused = app.upload_files(tiny_service, [str(src / "broken.jsonl")])
+    assert refused.startswith("⚠ 未上传，没有保存任何文件") and "broken.jsonl:1: field 'id' is missing" in refused
+    assert not (tiny_service.data_dir / "broken.jsonl").exists()
     (src / "notes.docx").write_bytes(b"PK")
     refused = app.upload_files(tiny_service, [str(src / "notes.docx")])
     assert refused.startswith("⚠ 未上传") and "notes.docx" in refused and ".jsonl" in refused

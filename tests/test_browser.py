@@ -55,9 +55,13 @@ def app_url(seed_index, tmp_path_factory):
         log.close()
 
 
+ENGLISH = ("Use via API", "Built with Gradio", "Settings", "Drop File Here", "Click to Upload", "Examples", "Chatbot", "Clear")
+
+
 @pytest.mark.parametrize("width, height, name", [(1280, 900, "chat-desktop"), (390, 844, "chat-phone")])
 def test_ask_in_the_browser(app_url, width, height, name):
     url, feedback = app_url
+    phone = width < 640
     from playwright.sync_api import expect, sync_playwright
 
     ARTIFACTS.mkdir(exist_ok=True)
@@ -68,7 +72,8 @@ def test_ask_in_the_browser(app_url, width, height, name):
                   "--disable-component-update", "--disable-sync"],
         )
         try:
-            page = browser.new_page(viewport={"width": width, "height": height})
+            # an English browser: the page is Chinese all the same
+            page = browser.new_page(viewport={"width": width, "height": height}, locale="en-US")
             page.goto(url + "/", wait_until="load")
             box = page.locator("#question textarea")
             expect(box).to_be_visible(timeout=30_000)
@@ -76,14 +81,34 @@ def test_ask_in_the_browser(app_url, width, height, name):
             page.locator("#send").click()
             answer = page.locator("#chat .message.bot, #chat [data-testid='bot']").last
             expect(answer).to_contain_text("等6个项目签约江岸", timeout=60_000)
-            cite = page.locator("#chat a[href='#src-1']").last
+            cite = answer.locator("a[href='#src-1']").last
             expect(cite).to_have_text("[1]")
-            source = page.locator("#sources #src-1")
-            expect(source).to_contain_text("长江日报")
-            expect(source.locator("mark")).to_contain_text("等6個項目簽約江岸")  # the article is in Traditional script
-            page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+            inline = answer.locator(".inline-sources")
+            if phone:
+                # the sources of the answer directly under it, folded to one line each; the side panel is hidden
+                expect(page.locator("#sources")).to_be_hidden()
+                expect(inline).to_be_visible()
+                expect(inline.locator("summary")).to_contain_text("[1] 江岸簽約12家長江生態環保產業聯盟成員單位 · 长江日报")
+                page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+                # nothing between the answer's last line and its sources
+                gap = inline.evaluate("""e => { const prev = e.previousElementSibling;
+                    return e.getBoundingClientRect().top - prev.getBoundingClientRect().bottom; }""")
+                assert 0 <= gap < 40, gap
+                assert inline.bounding_box()["y"] + 40 < height, "the sources start below the screen"
+                inline.locator("summary").click()
+                expect(inline.locator("#m-src-1 mark")).to_contain_text("等6個項目簽約江岸")  # the article is Traditional
+                page.screenshot(path=str(ARTIFACTS / f"{name}-unfolded.png"), full_page=True)
+            else:
+                expect(inline).to_be_hidden()
+                source = page.locator("#sources #src-1")
+                expect(source).to_contain_text("长江日报")
+                expect(source.locator("mark")).to_contain_text("等6個項目簽約江岸")
+                page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+            shown = page.locator("body").inner_text()
+            assert not [w for w in ENGLISH if w in shown], [w for w in ENGLISH if w in shown]
+
             before = feedback.read_text(encoding="utf-8").count("\n") if feedback.exists() else 0
-            page.locator("#chat").get_by_label("Like", exact=True).last.click()
+            page.locator("#chat").get_by_label("赞", exact=True).last.click()
             for _ in range(100):  # the vote is written by the server after the click
                 if feedback.exists() and feedback.read_text(encoding="utf-8").count("\n") > before:
                     break
@@ -91,5 +116,14 @@ def test_ask_in_the_browser(app_url, width, height, name):
             record = json.loads(feedback.read_text(encoding="utf-8").splitlines()[-1])
             assert record["vote"] == "up" and record["question"] == "江岸签约了哪些项目？"
             assert "等6个项目签约江岸" in record["answer"] and record["sources"][0]["source"] == "长江日报"
+
+            page.get_by_role("tab", name="上传文章").click()
+            drop = page.locator("#upload-files")
+            expect(drop).to_contain_text("将文件拖放到此处")
+            expect(drop).to_contain_text("点击上传")
+            if not phone:
+                page.screenshot(path=str(ARTIFACTS / "upload-desktop.png"), full_page=True)
+            shown = page.locator("body").inner_text()
+            assert not [w for w in ENGLISH if w in shown], [w for w in ENGLISH if w in shown]
         finally:
             browser.close()
