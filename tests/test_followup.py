@@ -138,7 +138,7 @@ def server():
 
 
 def model(server) -> ChatModel:
-    return ChatModel(server.url, "fake", timeout=1.0)
+    return ChatModel(server.url, "fake", timeout=15.0)
 
 
 def test_llm_rewrite_is_used_when_valid(server, monkeypatch):
