@@ -111,6 +111,7 @@ def test_unsupported_and_missing_files(tmp_path):
     assert [str(e) for e in r.errors] == [f"{tmp_path / 'nope.txt'}: no such file or folder"]
 
 
+@pytest.mark.slow  # builds with the real encoder
 def test_build_indexes_the_good_files_and_lists_the_bad(tmp_path):
     data = tmp_path / "data"
     shutil.copytree(TEST_DATA / "tiny", data)

@@ -26,6 +26,8 @@ from rag.service import Service  # noqa: E402
 
 from conftest import TEST_DATA, serve_app  # noqa: E402
 
+pytestmark = pytest.mark.slow  # fuzzes the served app over HTTP
+
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_headers_conformance,
           response_schema_conformance, negative_data_rejection]
 

@@ -122,6 +122,7 @@ def _serve_main(tmp: Path, host: str, token: str | None):
     return proc, port, log
 
 
+@pytest.mark.slow  # starts app.py in its own process
 def test_app_started_on_all_interfaces_without_a_token_is_read_only(tiny):
     """The edge: app.py reads RAG_ADMIN_TOKEN and --host and hands them to Service; its log is free of library noise."""
     shutil.rmtree(tiny / "index")  # the app builds it: the loudest start
