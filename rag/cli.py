@@ -43,6 +43,10 @@ def cmd_build(args: argparse.Namespace) -> int:
         cfg = cfg.with_(chunk_size=args.chunk_size)
     if args.chunk_overlap is not None:
         cfg = cfg.with_(chunk_overlap=args.chunk_overlap)
+    if args.ray:
+        cfg = cfg.with_(ray_address=args.ray)
+    if args.ray_workers:
+        cfg = cfg.with_(ray_workers=args.ray_workers)
     r = Retriever.build(args.data, args.index, config=cfg, show_progress=not args.quiet)
     b = r.manifest.get("build", {})
     if args.json:
@@ -242,6 +246,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p, data=True)
     p.add_argument("--chunk-size", type=int, help="target chunk length in characters (default 220)")
     p.add_argument("--chunk-overlap", type=int, help="characters of whole sentences shared by neighbouring chunks (default 60)")
+    p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                   help="embed the chunks on Ray: alone or 'local' starts Ray on this machine; or a cluster address "
+                   "such as ray://head:10001 (env RAG_RAY_ADDRESS; pip install 'rag-news[ray]')")
+    p.add_argument("--ray-workers", type=int, help="encoder actors on Ray, one CPU each (default 2; env RAG_RAY_WORKERS)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_build)
 

@@ -83,9 +83,13 @@ class Retriever:
         *,
         config: Config | None = None,
         show_progress: bool = False,
+        ray: str | None = None,
         **options,
     ) -> "Retriever":
         """Read, clean, chunk and embed every article under ``data_dir``; save to ``index_dir``.
+
+        ``ray``: embed the chunks on Ray (``"local"`` or a cluster address; same as
+        ``ray_address=``), with the same vectors as in this process.
 
         ``options`` override config fields (``embedder="st:/models/x"``, ``chunk_size=200``,
         ``dense=False`` for a keyword-only index). Files that cannot be read are logged and
@@ -94,6 +98,8 @@ class Retriever:
         """
         from .updates import file_fingerprints
 
+        if ray is not None:
+            options["ray_address"] = ray
         config = (config or Config()).with_(**options)
         t0 = time.perf_counter()
         result = read_articles([data_dir])
@@ -119,9 +125,14 @@ class Retriever:
         by_id = {a.id: a for a in articles}
         chunks = chunk_articles(articles, config)
         known = _reusable_vectors(index_dir, identity, config) if embedder else {}
+        documents = embedder
+        if embedder is not None and config.ray_address:
+            from .engine import optional
+
+            documents = optional("ray", "rag.ray_embedding").RayEmbedder(config, embedder)
         empty = engine_class(config.engine).create(config, index_dir, embedder.dim if embedder else None)
         engine, embedded, reused = index_changes(empty, removed_chunks=[], new_chunks=chunks, articles=by_id,
-                                                 config=config, embedder=embedder, known=known, show_progress=show_progress)
+                                                 config=config, embedder=documents, known=known, show_progress=show_progress)
         manifest = {
             "format_version": FORMAT_VERSION,
             "package_version": __version__,
