@@ -227,7 +227,32 @@ def _configure_check(p: argparse.ArgumentParser) -> None:
     p.add_argument("index_dir", help="index folder to verify")
 
 
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from .migration import migrate
+
+    overrides = {"engine": args.engine}
+    if args.milvus_uri:
+        overrides["milvus_uri"] = args.milvus_uri
+    report = migrate(args.index, Config.from_env(**overrides))
+    if args.json:
+        print(json.dumps({"index": args.index, "source": report.source, "target": report.target, "rows": report.rows,
+                          "seconds": round(report.seconds, 2), "generation": report.generation}, ensure_ascii=False))
+    else:
+        print(f"index {args.index}: {report.summary()}; load it with RAG_ENGINE={report.target}"
+              + (f" RAG_MILVUS_URI={args.milvus_uri}" if args.milvus_uri else ""))
+    return 0
+
+
+def _configure_migrate(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--index", default=DEFAULT_INDEX, help=f"index folder (default: {DEFAULT_INDEX}; env RAG_INDEX_DIR)")
+    p.add_argument("--engine", required=True, choices=["local", "milvus"], help="the engine to move the index into")
+    p.add_argument("--milvus-uri", help="Milvus server (http://host:19530) or Milvus Lite file (env RAG_MILVUS_URI; "
+                   "the token only from env RAG_MILVUS_TOKEN)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+
 EXTRA_COMMANDS += [
+    ("migrate", "move an index into another engine (e.g. Milvus) without re-embedding", _configure_migrate, cmd_migrate),
     ("add", "add articles from files or folders without a rebuild", _configure_add, _update_command("add")),
     ("remove", "remove articles by id", _configure_remove, _update_command("remove")),
     ("sync", "apply new, edited and deleted files of the data folder", _configure_sync, _update_command("sync")),

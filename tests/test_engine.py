@@ -323,3 +323,35 @@ def test_seed_add_remove_sync_check(milvus_seed, seed_copy, tmp_path, lite_uri):
     assert rag.Retriever.check(ix) == []
     loaded = rag.Retriever.load(ix, engine="milvus", milvus_uri=lite_uri)
     assert [p.doc_id for p in loaded.search("无人机", k=3)] == [p.doc_id for p in r4.search("无人机", k=3)]
+
+
+def test_migrate_local_index_into_milvus_without_embedding(seed_index, retriever, tmp_path, lite_uri, monkeypatch, capsys):
+    from rag.cli import main
+
+    ix = tmp_path / "index"
+    shutil.copytree(seed_index, ix)
+
+    def no_embedder(*a, **k):
+        raise AssertionError("migrate must not load an embedder")
+
+    monkeypatch.setattr("rag.embedding.make_embedder", no_embedder)
+    monkeypatch.setattr("rag.retrieval._make_embedder", no_embedder)
+    assert main(["migrate", "--index", str(ix), "--engine", "milvus", "--milvus-uri", lite_uri]) == 0
+    assert f"{len(retriever.chunks)} chunks moved from engine 'local' to 'milvus'" in capsys.readouterr().out
+    assert main(["migrate", "--index", str(ix), "--engine", "milvus", "--milvus-uri", lite_uri]) == 2
+    assert "already in engine 'milvus'" in capsys.readouterr().err
+    monkeypatch.undo()
+    assert rag.Retriever.check(ix) == []
+    m = rag.Retriever.load(ix, engine="milvus", milvus_uri=lite_uri)
+    assert m.manifest["migrated"]["from"] == "local" and m.manifest["embedder"] == retriever.manifest["embedder"]
+    for q in QUERIES:
+        assert [p.doc_id for p in m.search(q, k=5)] == [p.doc_id for p in retriever.search(q, k=5)], q
+    keys = [f"{c.doc_id}@{c.start}" for c in retriever.chunks[:20]]
+    mine, theirs = m.engine.vectors(keys), retriever.engine.vectors(keys)
+    assert all(np.array_equal(mine[k], theirs[k]) for k in keys)
+    from rag.migration import migrate
+
+    assert migrate(ix, Config()).target == "local"  # and back, still without embedding
+    back = rag.Retriever.load(ix)
+    assert back.manifest["engine"]["name"] == "local" and rag.Retriever.check(ix) == []
+    assert [p.doc_id for p in back.search(QUERIES[0], k=5)] == [p.doc_id for p in retriever.search(QUERIES[0], k=5)]
