@@ -198,7 +198,7 @@ def _update_command(name: str):
 def cmd_check(args: argparse.Namespace) -> int:
     from .retrieval import Retriever
 
-    problems = Retriever.check(args.index_dir)
+    problems = Retriever.check(args.index_dir, Config.from_env())
     if not problems:
         print(f"index {args.index_dir}: OK")
         return 0

@@ -333,12 +333,13 @@ class Retriever:
         return True
 
     @staticmethod
-    def check(index_dir: str | Path) -> list[str]:
+    def check(index_dir: str | Path, config: Config | None = None) -> list[str]:
         """Problems found in the index at ``index_dir`` (empty when it is whole): files present,
-        manifest readable, record counts agree with the engine's, vectors finite and unit length."""
+        manifest readable, record counts agree with the engine's, vectors finite and unit length.
+        ``config`` gives a Milvus index its token (and another uri for the same server)."""
         from .updates import check
 
-        return check(index_dir)
+        return check(index_dir, config)
 
 
 def _reusable_vectors(index_dir: Path | None, identity: dict | None, config: Config):

@@ -290,6 +290,9 @@ def test_seed_manifest_and_engine_mismatch(milvus_seed, seed_index, lite_uri):
     assert engine["name"] == "milvus" and engine["collection"] == m.engine.collection
     assert engine["uri"] == str(Path(lite_uri).resolve())
     assert rag.Retriever.check(folder) == []
+    assert rag.Retriever.check(folder, Config(engine="milvus", milvus_uri=lite_uri)) == []
+    elsewhere = str(Path(lite_uri).parent / "other.db")
+    assert any("is not at" in p for p in rag.Retriever.check(folder, Config(engine="milvus", milvus_uri=elsewhere)))
     with pytest.raises(IndexMismatchError, match="RAG_ENGINE=milvus"):
         rag.Retriever.load(folder)
     with pytest.raises(IndexMismatchError, match="RAG_ENGINE=local"):
