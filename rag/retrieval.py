@@ -232,6 +232,10 @@ class Retriever:
             dense = self.engine.dense_search(vector, max(cfg.dense_candidates, 3 * k), where)
         if mode != "dense":
             keyword = self.engine.keyword_search(q.tokens, max(cfg.keyword_candidates, 3 * k), where)
+        # an engine outside the index folder (Milvus) may have rows added after this Retriever
+        # was made: keep to the rows it has records of
+        dense = [(key, s) for key, s in dense if key in self._by_key]
+        keyword = [(key, s) for key, s in keyword if key in self._by_key]
         hybrid = mode == "hybrid"
         fused = fuse(dense, keyword, rrf_k=cfg.rrf_k, dense_weight=cfg.dense_weight if hybrid else 1.0,
                      keyword_weight=cfg.keyword_weight if hybrid else 1.0,
