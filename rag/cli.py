@@ -51,6 +51,10 @@ def cmd_build(args: argparse.Namespace) -> int:
         cfg = cfg.with_(chunk_size=args.chunk_size)
     if args.chunk_overlap is not None:
         cfg = cfg.with_(chunk_overlap=args.chunk_overlap)
+    if args.ray:
+        cfg = cfg.with_(ray_address=args.ray)
+    if args.ray_workers:
+        cfg = cfg.with_(ray_workers=args.ray_workers)
     r = Retriever.build(args.data, args.index, config=cfg, show_progress=not args.quiet)
     b = r.manifest.get("build", {})
     if args.json:
@@ -194,7 +198,7 @@ def _update_command(name: str):
 def cmd_check(args: argparse.Namespace) -> int:
     from .retrieval import Retriever
 
-    problems = Retriever.check(args.index_dir)
+    problems = Retriever.check(args.index_dir, Config.from_env())
     if not problems:
         print(f"index {args.index_dir}: OK")
         return 0
@@ -223,7 +227,32 @@ def _configure_check(p: argparse.ArgumentParser) -> None:
     p.add_argument("index_dir", help="index folder to verify")
 
 
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from .migration import migrate
+
+    overrides = {"engine": args.engine}
+    if args.milvus_uri:
+        overrides["milvus_uri"] = args.milvus_uri
+    report = migrate(args.index, Config.from_env(**overrides))
+    if args.json:
+        print(json.dumps({"index": args.index, "source": report.source, "target": report.target, "rows": report.rows,
+                          "seconds": round(report.seconds, 2), "generation": report.generation}, ensure_ascii=False))
+    else:
+        print(f"index {args.index}: {report.summary()}; load it with RAG_ENGINE={report.target}"
+              + (f" RAG_MILVUS_URI={args.milvus_uri}" if args.milvus_uri else ""))
+    return 0
+
+
+def _configure_migrate(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--index", default=DEFAULT_INDEX, help=f"index folder (default: {DEFAULT_INDEX}; env RAG_INDEX_DIR)")
+    p.add_argument("--engine", required=True, choices=["local", "milvus"], help="the engine to move the index into")
+    p.add_argument("--milvus-uri", help="Milvus server (http://host:19530) or Milvus Lite file (env RAG_MILVUS_URI; "
+                   "the token only from env RAG_MILVUS_TOKEN)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+
 EXTRA_COMMANDS += [
+    ("migrate", "move an index into another engine (e.g. Milvus) without re-embedding", _configure_migrate, cmd_migrate),
     ("add", "add articles from files or folders without a rebuild", _configure_add, _update_command("add")),
     ("remove", "remove articles by id", _configure_remove, _update_command("remove")),
     ("sync", "apply new, edited and deleted files of the data folder", _configure_sync, _update_command("sync")),
@@ -242,6 +271,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p, data=True)
     p.add_argument("--chunk-size", type=int, help="target chunk length in characters (default 220)")
     p.add_argument("--chunk-overlap", type=int, help="characters of whole sentences shared by neighbouring chunks (default 60)")
+    p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                   help="embed the chunks on Ray: alone or 'local' starts Ray on this machine; or a cluster address "
+                   "such as ray://head:10001 (env RAG_RAY_ADDRESS; pip install 'rag-news[ray]')")
+    p.add_argument("--ray-workers", type=int, help="encoder actors on Ray, one CPU each (default 2; env RAG_RAY_WORKERS)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_build)
 

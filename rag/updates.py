@@ -210,8 +210,9 @@ def staleness(data_dir: str | Path, index_dir: str | Path, config: Config) -> st
     return None
 
 
-def check(index_dir: str | Path) -> list[str]:
-    """Problems found in the index at ``index_dir`` (empty when it is whole)."""
+def check(index_dir: str | Path, config: Config | None = None) -> list[str]:
+    """Problems found in the index at ``index_dir`` (empty when it is whole); ``config`` gives a
+    Milvus index its token (and its uri, when set for the same engine)."""
     store = IndexStore(index_dir)
     try:
         gen = store.current()
@@ -228,8 +229,12 @@ def check(index_dir: str | Path) -> list[str]:
         problems.append(f"{gen / 'chunks.jsonl'}: chunks of unknown articles {orphans[:5]}")
         return problems
     name = (manifest.get("engine") or {}).get("name", "local")
+    uri = (manifest.get("engine") or {}).get("uri", "")
+    if config is not None and config.engine == name and config.milvus_uri:
+        uri = config.milvus_uri
     config = Config(engine=name, dense=manifest.get("dim") is not None,
-                    milvus_uri=(manifest.get("engine") or {}).get("uri", "") or ("-" if name == "milvus" else ""))
+                    milvus_uri=uri or ("-" if name == "milvus" else ""),
+                    milvus_token=config.milvus_token if config is not None else "")
     rows = rows_of(chunks, articles, config)
     try:
         engine = engine_class(name).load(gen, rows, manifest, config)
