@@ -227,6 +227,36 @@ def _configure_check(p: argparse.ArgumentParser) -> None:
     p.add_argument("index_dir", help="index folder to verify")
 
 
+def cmd_restore(args: argparse.Namespace) -> int:
+    """Put back a kept copy of a data file (or list the kept copies) and bring the index up to date."""
+    from .datafolder import kept_versions, restore
+
+    if not args.name:
+        versions = kept_versions(args.data)
+        if args.json:
+            print(json.dumps(versions, ensure_ascii=False))
+        for v in versions if not args.json else []:
+            print(f"{v['version']}  {v['name']}  {v['bytes']} bytes")
+        if not versions and not args.json:
+            print(f"no kept copies in {Path(args.data) / '.trash'}")
+        return 0
+    done = restore(args.data, args.name, args.version)
+    report = _load(args).sync(args.data)
+    if args.json:
+        print(json.dumps({**done, **report.to_dict()}, ensure_ascii=False))
+    else:
+        kept = f"; the file it replaced is kept as {done['kept']}" if done["kept"] else ""
+        print(f"restored {done['name']} from {done['restored']}{kept}")
+        print(f"index {args.index}: {report.summary()}")
+    return 0
+
+
+def _configure_restore(p: argparse.ArgumentParser) -> None:
+    _add_common(p, data=True)
+    p.add_argument("name", nargs="?", help="file to put back (the newest kept copy); without it, list the kept copies")
+    p.add_argument("--version", help="the kept copy to put back (a time stamp from the list)")
+
+
 def cmd_migrate(args: argparse.Namespace) -> int:
     from .migration import migrate
 
@@ -257,6 +287,8 @@ EXTRA_COMMANDS += [
     ("remove", "remove articles by id", _configure_remove, _update_command("remove")),
     ("sync", "apply new, edited and deleted files of the data folder", _configure_sync, _update_command("sync")),
     ("check", "verify an index (files, counts, vectors, manifest)", _configure_check, cmd_check),
+    ("restore", "undo an upload or removal: put back a data file's kept copy (data/.trash) and update the index",
+     _configure_restore, cmd_restore),
 ]
 
 

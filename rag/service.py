@@ -2,28 +2,25 @@
 change the corpus, checked uploads kept for undo, bounded feedback)."""
 from __future__ import annotations
 
-import datetime as _dt
 import hmac
 import ipaddress
-import json
 import logging
 import os
 import shutil
 import threading
-import time
-import unicodedata
-from collections import deque
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 from .answering import Assistant
 from .config import Config
-from .errors import AccessError, NotReadyError, QueryError, RagError, RateLimitError
+from .errors import AccessError, NotReadyError, QueryError, RagError
+from .indexing import UpdateReport
 from .llm import ChatModel
 from .records import Answer, Passage
-from .indexing import UpdateReport
 from .retrieval import Retriever
+from .datafolder import TRASH_DIR, check_file_name, inside, kept_versions, prune, restore, trash_path
+from .datafolder import stamp as new_stamp
+from .feedback import FeedbackLimits, FeedbackLog
 from .sources import MAX_FILE_BYTES, SUPPORTED_SUFFIXES, read_bytes
 
 __all__ = [
@@ -45,10 +42,6 @@ log = logging.getLogger(__name__)
 MAX_K = 20
 UPLOAD_SUFFIXES = SUPPORTED_SUFFIXES
 MAX_UPLOAD_FILES = 20
-MAX_NAME_BYTES = 200  # file systems allow 255; room for the temporary name
-TRASH_DIR = ".trash"  # inside the data folder; dot folders are never indexed
-# characters that look like a path separator (or become one under NFKC) without being one
-_SLASH_LIKE = set("\u2215\u2044\u29f8\u29f5\u29f9\u2216\u2571\u2572\u3033\u1735\u2cc6\u27cb\u27cd\u20eb\u0338")
 
 
 def listens_on_loopback_only(host: str) -> bool:
@@ -61,112 +54,6 @@ def listens_on_loopback_only(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def check_file_name(raw: Any) -> str:
-    """``raw`` if it is a plain, safe file name for the data folder; QueryError naming it otherwise.
-
-    Refused: folder parts (``/``, ``\\``, ``..``), names starting with a dot, control and
-    invisible characters, look-alikes of slashes and dots (fullwidth solidus, division slash,
-    fullwidth full stop, ...), names over 200 bytes, and types that are not article files.
-    """
-    if not isinstance(raw, str) or not raw.strip():
-        raise QueryError(f"file name {raw!r} is not usable: give the file a name like article.txt")
-    name = unicodedata.normalize("NFC", raw.strip())
-    shown = repr(name) if len(name) <= 80 else repr(name[:80] + "…")
-    bad = next((c for c in name if unicodedata.category(c) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp")), None)
-    if bad is not None:
-        raise QueryError(f"file name {shown} contains the control or invisible character U+{ord(bad):04X}: rename the file")
-    folded = unicodedata.normalize("NFKC", name)
-    if "/" in name or "\\" in name:
-        raise QueryError(f"file name {shown} has a folder part: upload it under a plain name like article.txt")
-    if any(c in _SLASH_LIKE for c in name) or "/" in folded or "\\" in folded:
-        raise QueryError(f"file name {shown} contains a character that looks like a slash: rename the file")
-    if name.startswith(".") or folded.startswith(".") or folded in (".", ".."):
-        raise QueryError(f"file name {shown} starts with a dot (hidden file): rename the file")
-    if len(name.encode("utf-8")) > MAX_NAME_BYTES:
-        raise QueryError(f"file name {shown} is {len(name.encode('utf-8'))} bytes long; the limit is {MAX_NAME_BYTES}: shorten it")
-    suffix = Path(name).suffix.lower()
-    if suffix not in UPLOAD_SUFFIXES:
-        raise QueryError(f"{name}: unsupported file type {suffix or '(none)'!r}; upload {', '.join(UPLOAD_SUFFIXES)} files")
-    return name
-
-
-# --- kept copies of replaced and removed files ---------------------------------------------------
-def _stamp() -> str:
-    """A sortable UTC time stamp that names one change: 20261125T103012.123456Z."""
-    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
-
-
-def _inside(data_dir: Path, path: Path) -> Path:
-    """``path`` if it resolves inside ``data_dir`` (defence in depth after check_file_name)."""
-    root = data_dir.resolve()
-    resolved = path.resolve()
-    if resolved != root and root not in resolved.parents:
-        raise QueryError(f"{path} is outside the data folder {data_dir}")
-    return path
-
-
-def _trash_path(data_dir: Path, stamp: str, name: str) -> Path:
-    path = _inside(data_dir, data_dir / TRASH_DIR / stamp / name)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def _prune(folder: Path) -> None:
-    try:
-        folder.rmdir()  # only when empty
-    except OSError:
-        pass
-
-
-def kept_versions(data_dir: str | Path, name: str | None = None) -> list[dict]:
-    """Kept copies under ``<data_dir>/.trash/<stamp>/<name>``, newest first, as
-    ``{"name", "version", "bytes"}``; only those of ``name`` when given."""
-    trash = Path(data_dir) / TRASH_DIR
-    if not trash.is_dir():
-        return []
-    out = []
-    for stamp_dir in sorted((d for d in trash.iterdir() if d.is_dir()), key=lambda d: d.name, reverse=True):
-        for f in sorted(stamp_dir.iterdir()):
-            if f.is_file() and (name is None or f.name == name):
-                out.append({"name": f.name, "version": stamp_dir.name, "bytes": f.stat().st_size})
-    return out
-
-
-def restore(data_dir: str | Path, name: str, version: str | None = None) -> dict:
-    """Put back the kept copy of ``name`` (the newest, or the one of ``version``) into the data folder.
-
-    The file it replaces is kept in turn, so a restore can itself be undone the same way. Only
-    files change: bring the index up to date afterwards (``Retriever.sync``; ``Service.restore``
-    does both). Returns ``{"name", "restored": version put back, "kept": version the replaced
-    file is kept under, or None when there was none}``. QueryError when there is no such copy.
-
-    Example::
-
-        restore("data", "yuehu.txt")        # undo the last upload that replaced yuehu.txt
-        Retriever.load("index").sync("data")
-    """
-    data_dir = Path(data_dir)
-    name = check_file_name(name)
-    versions = kept_versions(data_dir, name)
-    if version is not None:
-        versions = [v for v in versions if v["version"] == version]
-    if not versions:
-        which = f" from {version}" if version else ""
-        known = ", ".join(v["version"] for v in kept_versions(data_dir, name)) or "none"
-        raise QueryError(f"{name}: no kept copy{which} in {data_dir / TRASH_DIR} (kept versions: {known}); nothing to restore")
-    chosen = versions[0]["version"]
-    source = data_dir / TRASH_DIR / chosen / name
-    target = _inside(data_dir, data_dir / name)
-    kept = None
-    if target.exists():
-        kept = _stamp()
-        os.replace(target, _trash_path(data_dir, kept, name))
-    os.replace(source, target)
-    _prune(source.parent)
-    log.info("restored %s from %s (replaced file kept as %s)", target, chosen, kept)
-    return {"name": name, "restored": chosen, "kept": kept}
 
 
 def history_messages(history: Any) -> list[dict]:
@@ -185,17 +72,6 @@ def history_messages(history: Any) -> list[dict]:
         if isinstance(content, str):
             out.append({"role": turn["role"], "content": content})
     return out
-
-
-@dataclass(frozen=True)
-class FeedbackLimits:
-    """Bounds on the feedback log: one entry's size, entries per minute from one client, and
-    the file size at which ``feedback.jsonl`` is rotated (to ``feedback.1.jsonl`` …, ``keep`` old files)."""
-
-    entry_bytes: int = 16 * 1024
-    per_minute: int = 20
-    file_bytes: int = 5 * 2**20
-    keep: int = 3
 
 
 class Service:
@@ -241,8 +117,7 @@ class Service:
         self.retriever: Retriever | None = None
         self._ready = threading.Event()
         self._lock = threading.Lock()
-        self._feedback_lock = threading.Lock()
-        self._votes: dict[str, deque] = {}
+        self._feedback = FeedbackLog(self.feedback_dir, feedback_limits)
         self._reload_lock = threading.Lock()  # one request at a time loads a new generation
         self._write_lock = threading.Lock()  # changes of this process one after another
 
@@ -415,19 +290,19 @@ class Service:
         self._retriever()  # 503 before anything is written when the index is not loaded
         with self._write_lock:
             self.data_dir.mkdir(parents=True, exist_ok=True)
-            stamp = _stamp()
+            stamp = new_stamp()
             saved: list[dict] = []
             undo: list[tuple[Path, Path | None]] = []
             try:
                 for name, content in checked:
-                    target = _inside(self.data_dir, self.data_dir / name)
+                    target = inside(self.data_dir, self.data_dir / name)
                     entry = {"name": name, "status": "new", "kept": None}
                     kept = None
                     if target.exists():
                         if target.read_bytes() == content:
                             saved.append({**entry, "status": "unchanged"})
                             continue
-                        kept = _trash_path(self.data_dir, stamp, name)
+                        kept = trash_path(self.data_dir, stamp, name)
                         shutil.copy2(target, kept)
                         entry = {**entry, "status": "updated", "kept": stamp}
                     tmp = self.data_dir / f".upload-{os.getpid()}-{threading.get_ident()}.tmp"
@@ -443,7 +318,7 @@ class Service:
                         os.replace(kept, target)
                     else:
                         target.unlink(missing_ok=True)
-                _prune(self.data_dir / TRASH_DIR / stamp)
+                prune(self.data_dir / TRASH_DIR / stamp)
                 log.warning("upload undone: the index could not be updated")
                 raise
         return {"files": saved, **report.to_dict(), "summary": report.summary()}
@@ -454,11 +329,11 @@ class Service:
         name = check_file_name(name)
         self._retriever()
         with self._write_lock:
-            target = _inside(self.data_dir, self.data_dir / name)
+            target = inside(self.data_dir, self.data_dir / name)
             if not target.is_file():
                 raise QueryError(f"{name}: no such file in the data folder {self.data_dir}")
-            stamp = _stamp()
-            os.replace(target, _trash_path(self.data_dir, stamp, name))
+            stamp = new_stamp()
+            os.replace(target, trash_path(self.data_dir, stamp, name))
             try:
                 report = self._sync()
             except BaseException:
@@ -481,7 +356,7 @@ class Service:
                 if done["kept"]:
                     restore(self.data_dir, done["name"], done["kept"])
                 else:
-                    os.replace(self.data_dir / done["name"], _trash_path(self.data_dir, done["restored"], done["name"]))
+                    os.replace(self.data_dir / done["name"], trash_path(self.data_dir, done["restored"], done["name"]))
                 raise
         return {**done, **report.to_dict(), "summary": report.summary()}
 
@@ -500,57 +375,5 @@ class Service:
     # --- feedback ----------------------------------------------------------------------------
     def feedback(self, question: str, answer: str, sources: list, vote: str, *, client: str = "local") -> Path:
         """Append one vote (``up`` / ``down``) to ``<feedback_dir>/feedback.jsonl``; returns the file.
-
-        Bounded by ``feedback_limits``: an entry over ``entry_bytes`` is refused (QueryError),
-        more than ``per_minute`` votes from one ``client`` raise RateLimitError, and the file
-        is rotated when it would pass ``file_bytes``."""
-        if vote not in ("up", "down"):
-            raise QueryError(f"vote must be 'up' or 'down', got {vote!r}")
-        limits = self.feedback_limits
-        record = {
-            "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "question": question,
-            "answer": answer,
-            "sources": sources,
-            "vote": vote,
-        }
-        line = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
-        if len(line) > limits.entry_bytes:
-            raise QueryError(f"feedback entry is {len(line)} bytes; the limit is {limits.entry_bytes}: "
-                             "send shorter text and only the sources' ids, titles, outlets and dates")
-        path = self.feedback_dir / "feedback.jsonl"
-        with self._feedback_lock:
-            self._count_vote(client)
-            self.feedback_dir.mkdir(parents=True, exist_ok=True)
-            if path.exists() and path.stat().st_size + len(line) > limits.file_bytes:
-                self._rotate(path)
-            with open(path, "ab") as f:
-                f.write(line)
-        log.info("feedback %s recorded in %s", vote, path)
-        return path
-
-    def _count_vote(self, client: str) -> None:
-        now = time.monotonic()
-        if len(self._votes) > 10_000:  # forget clients quiet for a minute, so the table stays small
-            self._votes = {c: q for c, q in self._votes.items() if q and now - q[-1] < 60}
-        q = self._votes.setdefault(client, deque())
-        while q and now - q[0] >= 60:
-            q.popleft()
-        if len(q) >= self.feedback_limits.per_minute:
-            wait = int(60 - (now - q[0])) + 1
-            raise RateLimitError(f"too many votes from {client}: at most {self.feedback_limits.per_minute} a minute; "
-                                 f"retry in {wait} s", retry_after=wait)
-        q.append(now)
-
-    def _rotate(self, path: Path) -> None:
-        keep = self.feedback_limits.keep
-        old = lambda i: path.with_name(f"{path.stem}.{i}{path.suffix}")  # noqa: E731
-        old(keep).unlink(missing_ok=True)
-        for i in range(keep - 1, 0, -1):
-            if old(i).exists():
-                os.replace(old(i), old(i + 1))
-        if keep > 0:
-            os.replace(path, old(1))
-        else:
-            path.unlink()
-        log.info("feedback log rotated: %s", old(1))
+        Bounded by ``feedback_limits`` (``FeedbackLog.record``)."""
+        return self._feedback.record(question, answer, sources, vote, client=client)

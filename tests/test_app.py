@@ -12,12 +12,11 @@ from fastapi.testclient import TestClient
 pytestmark = pytest.mark.slow  # runs the real encoder
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-import app  # noqa: E402
-from rag.service import Service  # noqa: E402
+import app
+from rag.service import Service
 
-from conftest import SEEDS, serve_app  # noqa: E402
+from conftest import SEEDS, serve_app
 
 Q = "江岸签约了哪些项目？"
 

@@ -3,8 +3,6 @@ served on 127.0.0.1: no 5xx, and every status, header, content type and body as 
 from __future__ import annotations
 
 import shutil
-import sys
-from pathlib import Path
 
 import pytest
 import schemathesis
@@ -19,12 +17,10 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-from rag.service import Service  # noqa: E402
+from rag.service import Service
 
-from conftest import TEST_DATA, serve_app  # noqa: E402
+from conftest import TEST_DATA, serve_app
 
 pytestmark = pytest.mark.slow  # fuzzes the served app over HTTP
 

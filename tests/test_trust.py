@@ -16,14 +16,13 @@ import pytest
 from fastapi.testclient import TestClient
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-import app  # noqa: E402
-import rag  # noqa: E402
-from rag.service import FeedbackLimits, Service, check_file_name, kept_versions, listens_on_loopback_only, restore  # noqa: E402
+import app
+import rag
+from rag.service import FeedbackLimits, Service, check_file_name, kept_versions, listens_on_loopback_only, restore
 
-from conftest import TEST_DATA  # noqa: E402
-from fake_openai import free_port  # noqa: E402
+from conftest import TEST_DATA
+from fake_openai import free_port
 
 ARTICLE = "汉阳月湖湿地新建观鸟台\n来源:长江日报\n长江日报讯 汉阳月湖湿地公园新建三座观鸟台，市民可观察白鹭和小䴙䴘等水鸟。\n"
 TOKEN = "s3cret-token"
