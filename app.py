@@ -36,7 +36,10 @@ EXAMPLES = [
 ]
 
 CSS = """
-.sources-panel mark { background: #ffe58a; padding: 0 2px; }
+.sources-panel mark, .inline-sources mark { background: #ffe58a; padding: 0 2px; }
+mark .span { background: #f6b73c; font-weight: 600; }
+.short { font-size: 1.1em; }
+.asked { color: #57606a; font-size: 0.9em; }
 .src { border-left: 3px solid #d0d7de; padding: 4px 10px; margin: 8px 0; }
 .src-meta { color: #57606a; font-size: 0.9em; }
 .src-text { white-space: pre-wrap; margin: 4px 0 0; }
@@ -139,7 +142,11 @@ class SearchResult(BaseModel):
 
 
 class AnswerOut(BaseModel):
-    text: str = Field(..., description="the answer, citing passages as [1], [2]")
+    short: str = Field(..., description="the answer itself, a span of citations[0] as the article words it "
+                       "(in the question's script); empty when declining or when no span is confident enough")
+    text: str = Field(..., description="the supporting sentences, citing passages as [1], [2]")
+    question: str = Field(..., description="the question answered: a follow-up rewritten from the history "
+                          "into a standalone question, else the question as asked")
     grounded: bool = Field(..., description="false when the articles do not hold the answer")
     citations: list[PassageOut]
     highlights: list[str] = Field(..., description="the supporting sentence of each citation")
@@ -407,12 +414,19 @@ def _linked(text: str, n_sources: int) -> str:
     )
 
 
-def _highlighted(passage: str, sentence: str) -> str:
+def _highlighted(passage: str, sentence: str, span: str = "") -> str:
+    """The passage with its supporting sentence marked, and the short answer inside it marked again."""
     i = passage.find(sentence) if sentence else -1
     if i < 0:
         return html.escape(passage)
     j = i + len(sentence)
-    return html.escape(passage[:i]) + "<mark>" + html.escape(passage[i:j]) + "</mark>" + html.escape(passage[j:])
+    inner = html.escape(passage[i:j])
+    k = passage[i:j].find(span) if span else -1
+    if k >= 0:
+        a, b = i + k, i + k + len(span)
+        inner = (html.escape(passage[i:a]) + '<span class="span">' + html.escape(passage[a:b]) + "</span>"
+                 + html.escape(passage[b:j]))
+    return html.escape(passage[:i]) + "<mark>" + inner + "</mark>" + html.escape(passage[j:])
 
 
 def _date(d: str | None) -> str:
@@ -428,7 +442,8 @@ def _cards(answer: rag.Answer, id_prefix: str) -> str:
         title = html.escape(p.title)
         if p.url:
             title = f'<a href="{html.escape(p.url)}" target="_blank" rel="noopener">{title}</a>'
-        text = _highlighted(p.text, hl).replace("\n", "<br>")  # no raw newline: the chat renders Markdown
+        span = answer.short if n == 1 else ""
+        text = _highlighted(p.text, hl, span).replace("\n", "<br>")  # no raw newline: the chat renders Markdown
         cards.append(
             f'<div class="src" id="{id_prefix}{n}"><div><b>[{n}]</b> {title}</div>'
             f'<div class="src-meta">{meta}</div><p class="src-text">{text}</p></div>'
@@ -471,17 +486,29 @@ def without_inline_sources(message: dict) -> dict:
     return message
 
 
-def answer_markdown(answer: rag.Answer) -> str:
-    text = _linked(html.escape(answer.text), len(answer.citations))
+def _same_question(a: str, b: str) -> bool:
+    return re.sub(r"[\s？?。！!，,]", "", a) == re.sub(r"[\s？?。！!，,]", "", b)
+
+
+def answer_markdown(answer: rag.Answer, asked: str | None = None) -> str:
+    """The short answer in bold, then the supporting sentences with linked citations; for a
+    follow-up read differently from how it was typed, the question answered, so a wrong reading shows."""
+    parts = []
+    if asked is not None and answer.question and not _same_question(asked, answer.question):
+        parts.append(f'<span class="asked">按“{html.escape(answer.question)}”回答</span>')
+    if answer.short:
+        parts.append(f'<b class="short">{html.escape(answer.short)}</b>')
+    parts.append(_linked(html.escape(answer.text), len(answer.citations)))
+    text = "\n\n".join(parts)
     if answer.note:
         text += f'\n\n<span class="note">⚠ {html.escape(answer.note)}</span>'
     return text
 
 
-def chat_message(answer: rag.Answer) -> str:
+def chat_message(answer: rag.Answer, asked: str | None = None) -> str:
     """The answer as shown in the chat: linked citations, then the sources (for narrow screens)."""
     inline = inline_sources_html(answer)
-    return answer_markdown(answer) + ("\n\n" + inline if inline else "")
+    return answer_markdown(answer, asked) + ("\n\n" + inline if inline else "")
 
 
 _FILE_STATUS = {"new": "新文件", "updated": "更新（替换了同名文件，旧文件已保留）", "unchanged": "未变化"}
@@ -589,7 +616,7 @@ def make_blocks(service: Service) -> gr.Blocks:
                         memo = dict(memo or {})
                         memo[str(len(turn))] = {"question": message, "answer": item.text,
                                                 "sources": [_feedback_source(p) for p in item.citations]}
-                        yield (turn + [{"role": "assistant", "content": chat_message(item)}],
+                        yield (turn + [{"role": "assistant", "content": chat_message(item, message)}],
                                sources_html(item), "", memo)
             except ValidationError as e:
                 text = "⚠ 筛选条件有误：" + _validation_detail(e.errors())

@@ -1,0 +1,43 @@
+"""How an answer reads in the chat: the short answer first in bold, the question answered for a
+rewritten follow-up, the span marked inside its sentence in the sources (no model needed)."""
+from __future__ import annotations
+
+import app
+import rag
+
+TEXT = "会上，三峡数字科技平台项目、中科水研智慧水利水务平台项目等6个项目签约江岸。江岸区有关负责人说。"
+P = rag.Passage(doc_id="cjrb", title="江岸签约", date="2021-12-03", source="长江日报", text=TEXT, score=1.0)
+SENTENCE = "会上，三峡数字科技平台项目、中科水研智慧水利水务平台项目等6个项目签约江岸。"
+SHORT = "三峡数字科技平台项目、中科水研智慧水利水务平台项目等6个项目"
+
+
+def _answer(**kw):
+    base = dict(text=SENTENCE + "[1]", citations=[P], grounded=True, highlights=[SENTENCE],
+                short=SHORT, question="江岸签约了哪些项目？")
+    return rag.Answer(**{**base, **kw})
+
+
+def test_short_answer_comes_first_in_bold_then_the_cited_sentence():
+    md = app.answer_markdown(_answer(), "江岸签约了哪些项目？")
+    assert md.startswith(f'<b class="short">{SHORT}</b>')
+    assert md.index(SHORT) < md.index('<a href="#src-1" class="cite">[1]</a>')
+    assert "按“" not in md  # asked as typed: no reading to show
+
+
+def test_a_rewritten_follow_up_shows_the_question_answered():
+    a = _answer(question="宝钢黄石新港一期什么时候开工？", short="")
+    md = app.answer_markdown(a, "那一期呢？")
+    assert md.startswith('<span class="asked">按“宝钢黄石新港一期什么时候开工？”回答</span>')
+    assert "<b" not in md  # no confident span: the sentence alone
+    assert "按“" not in app.answer_markdown(a, "宝钢黄石新港一期什么时候开工")  # same question, punctuation aside
+
+
+def test_the_span_is_marked_inside_its_sentence_in_both_source_views():
+    a = _answer()
+    for html in (app.sources_html(a), app.chat_message(a, "江岸签约了哪些项目？")):
+        assert f'<mark>会上，<span class="span">{SHORT}</span>签约江岸。</mark>' in html
+
+
+def test_a_declined_answer_has_no_short_answer_and_no_sources():
+    a = rag.Answer("抱歉，现有的新闻文章里没有找到这个问题的答案。", [], False, question="火星上有新闻吗？")
+    assert app.chat_message(a, "火星上有新闻吗？") == "抱歉，现有的新闻文章里没有找到这个问题的答案。"
