@@ -107,7 +107,12 @@ def cmd_ask(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from .eval import MODES, evaluate, keyword_only_retriever, load_questions
 
-    questions = load_questions(args.questions, limit=args.limit)
+    questions = load_questions(args.questions)
+    if args.held_out:
+        from .eval.split import held_out
+
+        questions = [q for q in questions if q.gold_docs and all(held_out(d) for d in q.gold_docs)]
+    questions = questions[: args.limit] if args.limit else questions
     if args.simplify_questions:
         questions = [q.simplified() for q in questions]
     if args.keyword_data:
@@ -118,7 +123,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         report = evaluate(r, questions, k=args.k, modes=MODES, answers=not args.no_answers, show_progress=not args.quiet)
     report.settings = {"questions_file": str(args.questions), "index": None if args.keyword_data else args.index,
                        "keyword_data": args.keyword_data, "limit": args.limit,
-                       "simplify_questions": args.simplify_questions}
+                       "simplify_questions": args.simplify_questions, "held_out": args.held_out}
     print(report.table())
     if args.json:
         Path(args.json).write_text(json.dumps(report.to_dict(), ensure_ascii=False, indent=2), encoding="utf-8")
@@ -156,6 +161,8 @@ def _configure_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("--k", type=int, default=10, help="recall and MRR cutoff in articles (default 10)")
     p.add_argument("--limit", type=int, help="only the first N questions")
     p.add_argument("--simplify-questions", action="store_true", help="convert questions to Simplified script first")
+    p.add_argument("--held-out", action="store_true", help="only questions about the held-out articles the reader "
+                   "was never trained on (sha1(article id) mod 4 == 0; rag/eval/split.py)")
     p.add_argument("--no-answers", action="store_true", help="retrieval only, do not run the assistant")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
