@@ -9,7 +9,7 @@ from typing import Iterable, Iterator, Protocol
 from .config import Config
 from .embedding.base import E5_SMALL as CALIBRATED_FOR
 from .errors import LLMError, QueryError
-from .extractive import Sentence, best_sentence, compose, select_sentences
+from .extractive import Sentence, best_sentence, compose, select_sentences, variants
 from .followup import rewrite, rewrite_with_llm
 from .llm import ChatModel, build_messages, check_citations
 from .query import Query
@@ -88,6 +88,9 @@ class Assistant:
         A question naming a year (``2024年…``) prefers articles from that year.
         """
         q = retrieval_query or question
+        extra = [v for t in q.content_words for v in variants(t)[:1] if v not in q.normalized]
+        if extra:  # the articles may say "首期" where the question says "一期"
+            q = Query.of(f"{q.text} {' '.join(extra)}")
         n = max(5, k or self.config.answer_passages)
         passages = self.retriever.search(q, n, prefer_year=question.year, **filters)
         terms = question.content_words
@@ -205,7 +208,20 @@ class Assistant:
         passages = ev.passages[:n]
         candidates = []
         if asked is not None and asked.text != q.text:
-            candidates = select_sentences(asked, passages, self.retriever.idf, self.config)
+            # a follow-up is answered only from passages still about the conversation's topic (the
+            # words the rewrite brought in); an unrelated article matching the typed words is no answer
+            topic = [t for t in q.content_words if t not in asked.normalized]
+            on_topic = {i for i, p in enumerate(passages) if not topic or self._coverage(topic, p) >= 0.5}
+            if not on_topic:
+                log.info("declined follow-up %r: no passage about its topic %s", q.text, topic)
+                return decline
+            candidates = [c for c in select_sentences(asked, passages, self.retriever.idf, self.config)
+                          if c.passage in on_topic]
+            if not candidates and asked.content_words:
+                log.info("declined follow-up %r: %s not found about its topic", q.text, asked.content_words)
+                return decline
+            candidates = candidates or [c for c in select_sentences(q, passages, self.retriever.idf, self.config)
+                                        if c.passage in on_topic]
         candidates = candidates or select_sentences(q, passages, self.retriever.idf, self.config)
         span = None
         keep = None

@@ -10,7 +10,7 @@ from .query import Query
 from .records import Passage
 from .text import is_traditional, keywords, normalize, split_sentences, to_simplified, to_traditional
 
-__all__ = ["Sentence", "select_sentences", "compose", "best_sentence", "trim_sentence"]
+__all__ = ["Sentence", "select_sentences", "compose", "best_sentence", "trim_sentence", "variants"]
 
 _NUMBER_Q = re.compile(r"(多少|几[个家项所次年名位亿万]?|多大|多高|多长|多远|多久|百分之|比例|占比|增长了|规模)")
 _TIME_Q = re.compile(r"(哪一年|哪年|什么时候|何时|哪天|几月|几号|日期|时间)")
@@ -18,7 +18,18 @@ _DATELINE_LEAD = re.compile(r"^[^。，,]{0,30}?\d{1,2}月\d{1,2}日(?:电|讯|�
 _PLACE_Q = re.compile(r"(哪里|在哪|何处|哪个地方|什么地方|哪国|哪个国家|位置|位于|地址|哪个城市|哪座城市)")
 _HAS_PLACE = re.compile(r"(位于|地处|坐落|座落|地点|位置|境内|[省市县区镇乡村路街国州]|[东南西北]侧)")
 _DEFINITION_Q = re.compile(r"(是什么|是谁|什么人|职业|身份|哪国人|哪里人|什么样的)")
+_EVENT_Q = re.compile(r"(什么会|哪个会|哪次会|什么活动|什么场合|哪个论坛|什么仪式)")
+_HAS_EVENT = re.compile(r"(会议|大会|理事会|座谈会|论坛|峰会|博览会|推介会|洽谈会|签约仪式|开幕|召开|举办|举行)")
+# words the articles often say differently from the question
+_VARIANTS = {"一期": ("首期",), "首期": ("一期",), "成立": ("组建", "创立", "成立于"), "组建": ("成立",),
+             "开工": ("启动建设", "开建", "动工"), "建成": ("竣工", "投产"),
+             "会议": ("理事会", "大会", "座谈会", "论坛", "峰会", "推介会", "洽谈会")}
 _HAS_DIGIT = re.compile(r"\d")
+
+
+def variants(term: str) -> tuple[str, ...]:
+    """Other ways the articles say a question word ("一期" → "首期"); empty for most words."""
+    return _VARIANTS.get(term, ())
 _HAS_TIME = re.compile(r"(\d{4}年|\d{1,2}月|\d{1,2}日|\d{4}-\d{2})")
 
 Idf = Callable[[str], float]
@@ -48,6 +59,7 @@ def select_sentences(question: Query, passages: list[Passage], idf: Idf, config:
         _HAS_DIGIT: bool(_NUMBER_Q.search(qn)),
         _HAS_TIME: bool(_TIME_Q.search(qn)),
         _HAS_PLACE: bool(_PLACE_Q.search(qn)),
+        _HAS_EVENT: bool(_EVENT_Q.search(qn)),
     }
     wants_definition = bool(_DEFINITION_Q.search(qn))
     out: list[Sentence] = []
@@ -57,7 +69,7 @@ def select_sentences(question: Query, passages: list[Passage], idf: Idf, config:
         total = sum(weights.values()) or 1.0
         for s, e in sentence_spans(p.text):
             sn = normalize(p.text[s:e])
-            cov = sum(w for t, w in weights.items() if t in sn) / total
+            cov = sum(w for t, w in weights.items() if t in sn or any(v in sn for v in variants(t))) / total
             if cov == 0:
                 continue
             score = cov + config.rank_bonus / (pi + 1)

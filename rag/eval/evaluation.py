@@ -219,6 +219,7 @@ class AnswerScores:
     text_f1: float = 0.0  # the same F1 of the whole answer text, for comparison
     short_given: float = 0.0  # share of grounded answers that have a short answer
     mean_short_chars: float = 0.0
+    short_hit_rate: float = 0.0  # share of answerable questions whose short answer holds the gold (as hit_rate)
 
 
 @dataclass
@@ -264,6 +265,8 @@ class EvalReport:
             lines.append(f"| mean answer length (chars, citation marks removed) | {a.mean_answer_chars:.1f} |")
             lines.append(f"| short answer EM / F1 (text F1) | {a.short_em:.3f} / {a.short_f1:.3f} ({a.text_f1:.3f}) |")
             lines.append(f"| short answer given / mean chars | {a.short_given:.3f} / {a.mean_short_chars:.1f} |")
+            if a.answerable:
+                lines.append(f"| short answer hit rate (holds the gold answer) | {a.short_hit_rate:.3f} |")
             if a.no_answer:
                 lines.append(f"| no-answer questions declined | {a.declined_no_answer}/{a.no_answer} |")
             lines.append(f"| ask latency p50 / p95 ms | {a.ask_p50_ms:.0f} / {a.ask_p95_ms:.0f} |")
@@ -305,7 +308,7 @@ def evaluate(
         from ..answering import Assistant
 
         assistant = Assistant(retriever)
-    hits = wrong_decl = declined_none = n_none = n_answerable = 0
+    hits = short_hits = wrong_decl = declined_none = n_none = n_answerable = 0
     lengths: list[int] = []
     short_lengths: list[int] = []
     em: list[float] = []
@@ -351,9 +354,11 @@ def evaluate(
             text_f1.append(span_f1(_CITATION.sub("", a.text) if a.grounded else "", q.answers))
         ok = answer_hit(a.text, q)
         hits += ok
+        short_hits += bool(a.short) and answer_hit(a.short, q)
         wrong_decl += not a.grounded
         if not ok and len(misses) < 50:
-            misses.append({"id": q.id, "question": q.question, "expected": list(q.answers or q.must_include), "answer": a.text})
+            misses.append({"id": q.id, "question": q.question, "expected": list(q.answers or q.must_include), "answer": a.text,
+                           "short": a.short})
     retrieval = [retrieval_scores(m, ranks[m], k, search_lat[m]) for m in modes if ranks[m]]
     answer_scores = None
     if assistant is not None:
@@ -372,6 +377,7 @@ def evaluate(
             text_f1=float(np.mean(text_f1)) if text_f1 else 0.0,
             short_given=sum(1 for n in short_lengths if n) / len(short_lengths) if short_lengths else 0.0,
             mean_short_chars=float(np.mean([n for n in short_lengths if n])) if any(short_lengths) else 0.0,
+            short_hit_rate=short_hits / n_answerable if n_answerable else 0.0,
         )
     log.info("evaluated %d questions", len(questions))
     return EvalReport(questions=len(questions), k=k, retrieval=retrieval, answers=answer_scores, misses=misses)
