@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from .errors import RagError
-from .extractive import Sentence, sentence_spans
+from .config import Config
+from .extractive import Sentence, select_sentences, sentence_spans
 from .query import Query
 from .reader_features import (FEATURE_NAMES, LEX_TABLES, NF, apply_lexical, question_info,
                               sentence_candidates)
@@ -59,7 +60,7 @@ class Candidates:
         return len(self.passage)
 
 
-def _sentences_of(passages: list[Passage], sentences: list[Sentence] | None,
+def _sentences_of(question: Query, passages: list[Passage], sentences: list[Sentence] | None,
                   max_sentences: int) -> list[tuple[int, int, int, int]]:
     """(passage, start, end, given rank) of the sentences to read."""
     if sentences is not None:
@@ -73,15 +74,21 @@ def _sentences_of(passages: list[Passage], sentences: list[Sentence] | None,
             if len(out) >= max_sentences:
                 break
         return out
-    return [(pi, s, e, -1) for pi, p in enumerate(passages) for s, e in sentence_spans(p.text)]
+    # every sentence, ranked as ``select_sentences`` would rank them without word weights
+    ranked = [(s.passage, s.start, s.end) for s in select_sentences(question, passages, lambda w: 1.0, Config())]
+    rank = {key: r for r, key in enumerate(ranked)}
+    out = [(pi, s, e, rank.get((pi, s, e), len(ranked))) for pi, p in enumerate(passages)
+           for s, e in sentence_spans(p.text)]
+    return sorted(out, key=lambda x: x[3])
 
 
 def collect_candidates(question: Query, passages: list[Passage], sentences: list[Sentence] | None = None, *,
                        max_sentences: int = MAX_SENTENCES, lex: dict[str, np.ndarray] | None = None) -> Candidates:
     """Candidate spans and features of the given sentences (the first ``max_sentences``), or of
-    every sentence of the passages when ``sentences`` is None."""
+    every sentence of the passages when ``sentences`` is None (ranked by ``select_sentences`` with
+    equal word weights, as the features expect a ranking)."""
     q = question_info(question)
-    chosen = _sentences_of(passages, sentences, max_sentences)
+    chosen = _sentences_of(question, passages, sentences, max_sentences)
     texts = [passages[pi].text[s:e] for pi, s, e, _ in chosen]
     # a sentence's rank among those read, by the share of the question's bigrams it holds
     cover = [sum(1 for g in q.bigrams if g in t) for t in texts]
@@ -95,7 +102,14 @@ def collect_candidates(question: Query, passages: list[Passage], sentences: list
         c = sentence_candidates(body, q, sent_rank=order[i], given_rank=given, passage=pi, lex=lex)
         if len(c.spans):
             parts.append((pi, s, e, s + lead, c))
-    if not parts:
+    if parts:  # how far each sentence's coverage of the question is behind the best sentence's
+        gap, align, align_gap = (FEATURE_NAMES.index(n) for n in ("sent_cov_gap", "sent_align", "sent_align_gap"))
+        best = max(c.sentence_coverage for *_, c in parts)
+        best_align = max(float(c.features[0, align]) for *_, c in parts)
+        for *_, c in parts:
+            c.features[:, gap] = best - c.sentence_coverage
+            c.features[:, align_gap] = best_align - c.features[:, align]
+    else:
         z = np.zeros((0, 2), np.int64)
         return Candidates(np.zeros(0, np.int64), z, z, np.zeros((0, NF), np.float32), np.zeros((0, 4), np.int64))
     return Candidates(
@@ -124,16 +138,18 @@ class Trees:
         self.roots = np.asarray(roots, np.int32)
         self.depth = int(depth)
 
-    def predict(self, X: np.ndarray) -> np.ndarray:
+    def predict(self, X: np.ndarray, first: int = 0, last: int | None = None) -> np.ndarray:
+        """Sum of the leaf values of trees ``first:last`` for every row of ``X``."""
         n = len(X)
-        if n == 0:
-            return np.zeros(0)
-        X = np.asarray(X, np.float64)
-        node = np.broadcast_to(self.roots, (n, len(self.roots))).copy()
-        rows = np.arange(n)[:, None]
+        roots = self.roots[first:last]
+        if n == 0 or len(roots) == 0:
+            return np.zeros(n)
+        flat = np.ascontiguousarray(X, dtype=np.float64).ravel()
+        base = (np.arange(n, dtype=np.int64) * X.shape[1])[:, None]
         feat = np.maximum(self.feature, 0)
+        node = np.broadcast_to(roots, (n, len(roots))).copy()
         for _ in range(self.depth):
-            go_left = X[rows, feat[node]] <= self.threshold[node]
+            go_left = flat[base + feat[node]] <= self.threshold[node]
             node = np.where(go_left, self.left[node], self.right[node])
         return self.value[node].sum(axis=1)
 
@@ -187,6 +203,9 @@ class Reader:
         span.text, span.confidence     # '2019年6月', 0.7
     """
 
+    PRUNE_TREES = 40  # trees that score every candidate
+    PRUNE_KEEP = 64  # candidates scored by all the trees
+
     def __init__(self, trees: Trees, lex: dict[str, np.ndarray], calibration: tuple[float, float, float],
                  meta: dict | None = None, max_sentences: int = MAX_SENTENCES):
         self.trees = trees
@@ -233,7 +252,15 @@ class Reader:
             return np.zeros(0)
         X = cands.features.copy()
         apply_lexical(X, cands.word_keys, self.lex)
-        return self.trees.predict(X)
+        stage, keep = self.PRUNE_TREES, self.PRUNE_KEEP
+        if len(X) <= keep or len(self.trees.roots) <= stage:
+            return self.trees.predict(X)
+        # the first trees rank every candidate; the rest only the best of them
+        scores = self.trees.predict(X, 0, stage)
+        top = np.argpartition(-scores, keep)[:keep]
+        out = np.full(len(X), -np.inf)
+        out[top] = scores[top] + self.trees.predict(X[top], stage)
+        return out
 
     def confidence(self, best: float, second: float) -> float:
         a, b, c = self.calibration
@@ -256,7 +283,7 @@ class Reader:
         # the runner-up that does not overlap the best span (an overlapping one is the same answer)
         same = (cands.passage == cands.passage[i]) & (cands.spans[:, 0] < cands.spans[i, 1]) & (
             cands.spans[:, 1] > cands.spans[i, 0])
-        others = scores[~same]
+        others = scores[~same & np.isfinite(scores)]
         second = float(others.max()) if len(others) else best - 5.0
         p, (a, b), (sa, sb) = int(cands.passage[i]), cands.spans[i].tolist(), cands.sentence[i].tolist()
         return Span(text=passages[p].text[a:b], passage=p, start=a, end=b, sentence_start=sa, sentence_end=sb,

@@ -156,6 +156,7 @@ FEATURE_NAMES = [
     "sent_cov", "sent_rank", "given_rank", "passage", "sent_len", "rel_pos", "sent_words_cov", "cw_in_span",
     "whole_clause", "multi_clause", "clause_qb", "source",
     "suffix_ql", "prefix_qr", "clause_len", "lex_first", "lex_last", "lex_prev", "lex_next",
+    "dun_clause", "dun_outside", "sent_cov_gap", "sent_align", "sent_align_gap", "span_align",
 ]
 NF = len(FEATURE_NAMES)
 _F = {n: i for i, n in enumerate(FEATURE_NAMES)}
@@ -381,6 +382,9 @@ def sentence_candidates(sentence: str, q: QuestionInfo, *, sent_rank: int, given
     cend = np.array([ends[c[1] - 1] for c in clauses])[cl_b]
     X[:, F["clause_qb"]] = _count(Pqb, cstart, A - 1) + _count(Pqb, B, cend)
     X[:, F["clause_len"]] = cend - cstart
+    Pd = _prefix(isdun)
+    X[:, F["dun_clause"]] = _count(Pd, cstart, cend)
+    X[:, F["dun_outside"]] = X[:, F["dun_clause"]] - X[:, F["n_dun"]]
     X[:, F["source"]] = source
     # longest common suffix of the text before the span with the question before its interrogative,
     # and longest common prefix of the text after the span with the question after it
@@ -401,6 +405,10 @@ def sentence_candidates(sentence: str, q: QuestionInfo, *, sent_rank: int, given
         pre += ok
         alive = ok
     X[:, F["prefix_qr"]] = pre
+    # how well the span sits where the question's interrogative sits, and the best of the sentence
+    align = (suf + pre + np.minimum(X[:, F["ql_l10"]], 5) + np.minimum(X[:, F["qr_r10"]], 5)).astype(np.float32)
+    X[:, F["span_align"]] = align
+    X[:, F["sent_align"]] = align.max()
     nw = len(words)
     h = np.array([word_hash(w, LEX_SIZE) for w in words] + [word_hash("<s>", LEX_SIZE)], dtype=np.int64)
     keys = np.stack([h[WA], h[WB], h[np.where(WA > 0, WA - 1, nw)], h[np.where(WB + 1 < nw, WB + 1, nw)]], axis=1)
