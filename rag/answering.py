@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from typing import Iterable, Iterator, Protocol
 
 from .config import Config
@@ -13,6 +14,7 @@ from .extractive import Sentence, best_sentence, compose, select_sentences, vari
 from .followup import rewrite, rewrite_with_llm
 from .llm import ChatModel, build_messages, check_citations
 from .query import Query
+from .reader import Reader, Span
 from .records import Answer, Passage
 from .text import is_traditional, to_simplified, to_traditional
 
@@ -53,6 +55,12 @@ class Evidence:
     dense: float = 0.0  # best cosine between the query and a top passage
 
 
+@lru_cache(maxsize=1)
+def shared_reader() -> Reader:
+    """The reader shipped in the package, loaded once per process (all Assistants share it)."""
+    return Reader.load()
+
+
 class Assistant:
     """Answers questions from the indexed articles, always with citations.
 
@@ -66,11 +74,14 @@ class Assistant:
         assistant.ask("这些项目计划总投资多少？", history=[{"role": "user", "content": "…"}, ...])
     """
 
-    def __init__(self, retriever: Searcher, config: Config | None = None, llm: ChatModel | None = None) -> None:
+    def __init__(self, retriever: Searcher, config: Config | None = None, llm: ChatModel | None = None,
+                 reader: Reader | None = None) -> None:
         self.retriever = retriever
         self.config = config or retriever.config
         # the language model is optional: none configured (llm_base_url empty) means extractive answers
         self.llm = llm if llm is not None else ChatModel.from_config(self.config)
+        # the span reader that finds the short answer (the trained one in the package by default)
+        self.reader = reader if reader is not None else shared_reader()
 
     # --- evidence ------------------------------------------------------------------------------
     def _coverage(self, terms: list[str], passage: Passage) -> float:
@@ -223,11 +234,12 @@ class Assistant:
             candidates = candidates or [c for c in select_sentences(q, passages, self.retriever.idf, self.config)
                                         if c.passage in on_topic]
         candidates = candidates or select_sentences(q, passages, self.retriever.idf, self.config)
-        span = None
+        span = self._span(q, passages, candidates)
         keep = None
         if span is not None:
             # the sentence holding the short answer leads, and is never cut inside the span
-            lead = Sentence(float("inf"), span.passage, span.sentence_start, span.sentence_end)
+            top = candidates[0].score if candidates else 1.0  # ranks first; a second sentence may still join
+            lead = Sentence(top, span.passage, span.sentence_start, span.sentence_end)
             candidates = [lead] + [c for c in candidates if (c.passage, c.start) != (lead.passage, lead.start)]
             keep = (span.passage, span.start, span.end)
         text, cited, highlights = compose(q, passages, candidates, self.retriever.idf, self.config,
@@ -235,7 +247,18 @@ class Assistant:
         if not text:
             return decline
         short = ""
-        if span is not None:
+        if span is not None and cited and cited[0] == span.passage:
             short = to_traditional(span.text) if is_traditional(q.text) else to_simplified(span.text)
         return Answer(text=text, citations=[passages[i] for i in cited], grounded=True, highlights=highlights,
                       query=ev.query, question=q.text, short=short.strip())
+
+    def _span(self, q: Query, passages: list[Passage], candidates: list[Sentence]) -> Span | None:
+        """The reader's short answer when it is confident enough (``config.short_min_confidence``)."""
+        try:
+            span = self.reader.read(q, passages, candidates)
+        except Exception:  # noqa: BLE001 - a reader fault costs the short answer, never the answer
+            log.exception("reader failed on %r; answering with sentences only", q.text)
+            return None
+        if span is None or span.confidence < self.config.short_min_confidence:
+            return None
+        return span

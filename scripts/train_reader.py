@@ -342,8 +342,8 @@ Weights: {size:.2f} MB.
 ## Rerun
 ```
 .venv/bin/python -m pip install -e '.[train]'
-.venv/bin/python scripts/train_reader.py {' '.join(argv)}
-.venv/bin/python scripts/eval_reader.py --cmrc <articles> <qa> --drcd <articles> <qa>
+.venv/bin/python scripts/train_reader.py {' '.join(argv).replace(str(Path('/work/shared').resolve()), '../shared')}
+.venv/bin/python scripts/eval_reader.py --cmrc ../shared/bench/cmrc2018_dev.articles.jsonl ../shared/bench/cmrc2018_dev.qa.jsonl --drcd ../shared/bench/drcd_dev.articles.jsonl ../shared/bench/drcd_dev.qa.jsonl
 ```
 Training took {meta['train_seconds']} s on 2 CPU cores (feature extraction included unless cached).
 

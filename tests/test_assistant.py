@@ -115,3 +115,27 @@ def test_an_unrelated_question_after_a_conversation_is_left_alone():
     history = [{"role": "user", "content": "江岸签约了哪些项目？"}]
     a = Assistant(fake).ask("宜昌累计复绿岸线多少公里？", history=history)
     assert fake.calls[-1]["query"] == "宜昌累计复绿岸线多少公里？" and "46公里" in a.text
+
+
+def test_short_answer_is_the_span_in_the_question_script_with_its_sentence_leading():
+    a = Assistant(FakeRetriever([WUHAN, YICHANG])).ask("宜昌累计复绿岸线多少公里？")
+    assert a.short == "46公里" and a.citations[0].doc_id == "yichang"
+    assert a.short in a.text.split("[1]")[0] and a.short in a.highlights[0]
+    t = Assistant(FakeRetriever([WUHAN, YICHANG])).ask("武漢長江新區首批簽約了多少個項目？")
+    assert t.short == "15個" and "簽約" in t.text  # Traditional question, Traditional short answer and text
+
+
+def test_no_short_answer_when_the_reader_is_unsure_or_the_assistant_declines():
+    unsure = Assistant(FakeRetriever([WUHAN, YICHANG]), Config(short_min_confidence=1.0)).ask("宜昌累计复绿岸线多少公里？")
+    assert unsure.grounded and unsure.short == "" and "46公里" in unsure.text
+    declined = Assistant(FakeRetriever([YICHANG])).ask("北京冬奥会的吉祥物叫什么名字？")
+    assert not declined.grounded and declined.short == ""
+
+
+def test_a_reader_fault_costs_the_short_answer_not_the_answer():
+    class Broken:
+        def read(self, *a, **k):
+            raise ValueError("corrupt weights")
+
+    a = Assistant(FakeRetriever([WUHAN, YICHANG]), reader=Broken()).ask("宜昌累计复绿岸线多少公里？")
+    assert a.grounded and a.short == "" and "46公里" in a.text
