@@ -104,8 +104,8 @@ class Config:
     dense_candidates: int = 50
     keyword_candidates: int = 50
     fusion: Literal["score", "rrf"] = "score"
-    dense_share: float = 0.5
-    dense_scale: float = 0.06
+    dense_share: float = 0.8
+    dense_scale: float = 0.08
     rrf_k: int = 60
     dense_weight: float = 1.0
     keyword_weight: float = 1.0
