@@ -60,11 +60,16 @@ class Config:
             and keyword matching (the displayed text stays the chunk itself).
         dense_candidates / keyword_candidates: how many chunks each retriever
             contributes to fusion.
-        rrf_k: the reciprocal rank fusion constant.
+        fusion: how the two rankings are merged (docs/benchmarks.md, "Fusion"): ``"score"``
+            adds their scores on a common scale, the dense side counting only as much as it
+            is sure (rag/fusion.py); ``"rrf"`` is weighted reciprocal rank fusion.
+        dense_share: the dense side's share of a ``"score"`` fusion when it is sure (0 to 1).
+        dense_scale: the cosine gap over the ``dense_candidates``-th candidate from which the
+            dense side counts as sure (``"score"`` fusion); tuned with scripts/tune_fusion.py.
+        rrf_k: the reciprocal rank fusion constant (``"rrf"`` fusion).
         bm25_k1 / bm25_b: BM25 term-frequency saturation and length normalisation.
         duplicate_threshold: 3-gram Jaccard similarity from which two articles are one story.
-        dense_weight / keyword_weight: weights of the two rankings in fusion (equal: keywords
-            at 1.5 retrieve slightly better but cost 1 point of CMRC answers; docs/benchmarks.md).
+        dense_weight / keyword_weight: weights of the two rankings in ``"rrf"`` fusion.
         answer_max_chars: upper bound of an extractive answer's length.
         answer_passages: how many top passages answer sentences are drawn from.
         decline_threshold: probability that the passages hold the answer under which the
@@ -98,6 +103,9 @@ class Config:
     title_in_chunk: bool = True
     dense_candidates: int = 50
     keyword_candidates: int = 50
+    fusion: Literal["score", "rrf"] = "score"
+    dense_share: float = 0.8
+    dense_scale: float = 0.08
     rrf_k: int = 60
     dense_weight: float = 1.0
     keyword_weight: float = 1.0
@@ -149,6 +157,12 @@ class Config:
         for name in ("dense_candidates", "keyword_candidates", "rrf_k", "answer_max_chars", "answer_passages"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.fusion not in ("score", "rrf"):
+            raise ConfigError(f"fusion must be 'score' or 'rrf', got {self.fusion!r}")
+        if not 0.0 <= self.dense_share <= 1.0:
+            raise ConfigError(f"dense_share must be between 0 and 1, got {self.dense_share}")
+        if not self.dense_scale > 0:
+            raise ConfigError(f"dense_scale must be a positive cosine gap, got {self.dense_scale}")
         if self.dense_weight < 0 or self.keyword_weight < 0 or self.dense_weight + self.keyword_weight == 0:
             raise ConfigError("dense_weight and keyword_weight must be >= 0 and not both 0")
         if not 0.0 < self.decline_threshold < 1.0:

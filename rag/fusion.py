@@ -1,10 +1,12 @@
-"""Fusion: weighted reciprocal rank fusion of the dense and keyword rankings, keeping each one's evidence."""
+"""Fusion: the dense and keyword rankings merged into one, keeping each retriever's evidence."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Literal
 
-__all__ = ["Candidate", "fuse"]
+__all__ = ["Candidate", "fuse", "Method"]
+
+Method = Literal["score", "rrf"]
 
 
 @dataclass(frozen=True)
@@ -19,19 +21,57 @@ class Candidate:
     keyword_rank: int | None = None
 
 
+def _floor(ranking: list[tuple[str, float]], depth: int) -> float:
+    """The score of the ``depth``-th candidate (or the last): the most a row not returned can have."""
+    return ranking[min(depth, len(ranking)) - 1][1] if ranking else 0.0
+
+
+def _dense_scale(dense: list[tuple[str, float]], depth: int, scale: float) -> Callable[[float], float]:
+    """Cosine → [0, 1]: 0 at the ``depth``-th candidate and below, 1 from ``scale`` above it."""
+    floor = _floor(dense, depth)
+    return lambda s: min(1.0, max(0.0, (s - floor) / scale))
+
+
+def _keyword_scale(keyword: list[tuple[str, float]], depth: int) -> Callable[[float | None], float]:
+    """BM25 → [0, 1]: over the best BM25 of the query; a row not returned (None) or below the
+    ``depth``-th candidate counts as that candidate."""
+    top, floor = (keyword[0][1] if keyword else 0.0), max(_floor(keyword, depth), 0.0)
+    return lambda s: 0.0 if top <= 0 else max(floor, s if s is not None else floor) / top
+
+
 def fuse(
     dense: list[tuple[str, float]],
     keyword: list[tuple[str, float]],
     *,
+    method: Method = "score",
+    dense_share: float = 0.8,
+    dense_scale: float = 0.08,
+    depth: int = 50,
     dense_weight: float = 1.0,
     keyword_weight: float = 1.0,
     rrf_k: int = 60,
     boost: Callable[[str], bool] | None = None,
 ) -> list[Candidate]:
-    """Rows of both rankings (best first), scored ``Σ weight / (rrf_k + rank + 1)``.
+    """Rows of both rankings (best first, each ``(key, score)``), ordered by fused score.
 
-    ``boost(key)`` True lifts a row by half of a first place in one ranking (a question naming
-    a year prefers that year's articles). Ties keep dense order, then keyword order.
+    ``method="score"`` (the default) adds the two scores on a common scale, ``w * d + (1 - w) * k``:
+
+    - ``k``: BM25 over the query's best BM25;
+    - ``d``: how far the cosine is above the ``depth``-th candidate's, over ``dense_scale``
+      (capped at 1);
+    - ``w = dense_share * min(1, spread / dense_scale) ** 2``, spread being the best cosine
+      above the ``depth``-th: when the dense candidates all lie in a narrow band (many similar
+      news stories), the dense side is unsure and barely counts; with a clear winner it
+      counts in full.
+
+    A row one retriever did not return gets what that retriever's ``depth``-th candidate got
+    (the most it can have). ``boost(key)`` True adds 0.1 (a question naming a year prefers
+    that year's articles).
+
+    ``method="rrf"``: weighted reciprocal rank fusion, ``Σ weight / (rrf_k + rank + 1)``;
+    ``boost`` adds half of a first place in one ranking.
+
+    Ties keep dense order, then keyword order.
     """
     evidence: dict[str, dict] = {}
     for rank, (key, score) in enumerate(dense):
@@ -39,16 +79,21 @@ def fuse(
     for rank, (key, score) in enumerate(keyword):
         evidence.setdefault(key, {})["keyword"] = (score, rank)
     order = {key: i for i, key in enumerate(evidence)}
+    if method == "score":
+        d_scale, k_scale = _dense_scale(dense, depth, dense_scale), _keyword_scale(keyword, depth)
+        spread = dense[0][1] - _floor(dense, depth) if dense else 0.0
+        w = dense_share * min(1.0, spread / dense_scale) ** 2 if keyword else 1.0
     out: list[Candidate] = []
     for key, ev in evidence.items():
-        score = 0.0
-        if "dense" in ev:
-            score += dense_weight / (rrf_k + ev["dense"][1] + 1)
-        if "keyword" in ev:
-            score += keyword_weight / (rrf_k + ev["keyword"][1] + 1)
-        if boost is not None and boost(key):
-            score += 0.5 / (rrf_k + 1)
         d, kw = ev.get("dense"), ev.get("keyword")
+        if method == "score":
+            score = w * (d_scale(d[0]) if d else 0.0) + (1 - w) * k_scale(kw[0] if kw else None)
+            lift = 0.1
+        else:
+            score = (dense_weight / (rrf_k + d[1] + 1) if d else 0.0) + (keyword_weight / (rrf_k + kw[1] + 1) if kw else 0.0)
+            lift = 0.5 / (rrf_k + 1)
+        if boost is not None and boost(key):
+            score += lift
         out.append(Candidate(
             key=key, score=score,
             dense_score=d[0] if d else None, dense_rank=d[1] if d else None,

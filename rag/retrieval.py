@@ -217,7 +217,7 @@ class Retriever:
         articles of other outlets folded into ``also_in``).
 
         Filters: ``sources`` (publication names), ``date_from`` / ``date_to`` (ISO dates,
-        inclusive). ``mode``: ``hybrid`` (reciprocal rank fusion), ``dense`` or ``keyword``.
+        inclusive). ``mode``: ``hybrid`` (both, fused as ``config.fusion`` says), ``dense`` or ``keyword``.
         ``prefer_year`` lifts passages of articles dated that year or mentioning it. Each
         passage carries both retrievers' evidence. Raises QueryError for an empty query.
         """
@@ -242,8 +242,9 @@ class Retriever:
         dense = [(key, s) for key, s in dense if key in self._by_key]
         keyword = [(key, s) for key, s in keyword if key in self._by_key]
         hybrid = mode == "hybrid"
-        fused = fuse(dense, keyword, rrf_k=cfg.rrf_k, dense_weight=cfg.dense_weight if hybrid else 1.0,
-                     keyword_weight=cfg.keyword_weight if hybrid else 1.0,
+        fused = fuse(dense, keyword, method=cfg.fusion, dense_share=cfg.dense_share, dense_scale=cfg.dense_scale,
+                     depth=min(cfg.dense_candidates, cfg.keyword_candidates), rrf_k=cfg.rrf_k,
+                     dense_weight=cfg.dense_weight if hybrid else 1.0, keyword_weight=cfg.keyword_weight if hybrid else 1.0,
                      boost=self._year_boost(prefer_year) if prefer_year else None)
         return self._duplicates.fold([self._passage(c) for c in fused[: 3 * k]])[:k]
 
