@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from .query import Query
 from .reader_features import (FEATURE_NAMES, LEX_TABLES, NF, apply_lexical, question_info,
                               sentence_candidates)
 from .records import Passage
+from .text import to_simplified
 
 __all__ = ["Span", "Reader", "Trees", "Candidates", "collect_candidates", "MODEL_DIR", "FORMAT_VERSION"]
 
@@ -29,6 +31,9 @@ log = logging.getLogger(__name__)
 MODEL_DIR = Path(__file__).resolve().parent / "reader_model"
 FORMAT_VERSION = 1
 MAX_SENTENCES = 8
+# "哪些项目" asks for a list of 项目: candidates naming that kind of thing come first
+_WHICH_KIND = re.compile(r"哪些([\u4e00-\u9fff]{2})")
+KIND_MARGIN = 1.0  # how far below the best score a candidate of the asked kind may be and still win
 
 
 @dataclass(frozen=True)
@@ -277,7 +282,7 @@ class Reader:
         cands = collect_candidates(question, passages, sentences, max_sentences=self.max_sentences)
         if len(cands) == 0:
             return None
-        scores = self.score(cands)
+        scores = self._prefer_asked_kind(question, passages, cands, self.score(cands))
         i = int(np.argmax(scores))
         best = float(scores[i])
         # the runner-up that does not overlap the best span (an overlapping one is the same answer)
@@ -288,3 +293,19 @@ class Reader:
         p, (a, b), (sa, sb) = int(cands.passage[i]), cands.spans[i].tolist(), cands.sentence[i].tolist()
         return Span(text=passages[p].text[a:b], passage=p, start=a, end=b, sentence_start=sa, sentence_end=sb,
                     confidence=self.confidence(best, second))
+
+    @staticmethod
+    def _prefer_asked_kind(question: Query, passages: list[Passage], cands: Candidates, scores: np.ndarray) -> np.ndarray:
+        """For "哪些X" questions, when a candidate ending in X ("…等6个项目") scores within
+        ``KIND_MARGIN`` of the best, only such candidates compete (for the answer and its runner-up):
+        the list of projects, not the neighbouring list of partner units."""
+        m = _WHICH_KIND.search(question.normalized)
+        if not m or not len(scores):
+            return scores
+        kind = m.group(1)
+        best = float(np.max(scores))
+        fits = np.array([to_simplified(passages[p].text[a:b]).endswith(kind)
+                         for p, (a, b) in zip(cands.passage.tolist(), cands.spans.tolist())])
+        if not (fits & (scores >= best - KIND_MARGIN)).any():
+            return scores
+        return np.where(fits, scores, -np.inf)

@@ -10,7 +10,7 @@ from rag.config import Config
 from rag.errors import RagError
 from rag.extractive import select_sentences
 from rag.query import Query
-from rag.reader import MODEL_DIR, Reader, Span, Trees, collect_candidates
+from rag.reader import MODEL_DIR, Reader, Span, Trees
 from rag.records import Passage
 from rag.text import compact, strip_pinyin_noise, to_simplified
 
@@ -53,15 +53,9 @@ def test_list_question_reads_the_sentence_of_the_signed_projects(reader, seed_pa
     sentence = seed_passages[span.passage].text[span.sentence_start:span.sentence_end]
     assert "三峡数字科技平台项目" in compact(to_simplified(sentence))
     assert "、" in span.text  # a list
-    # the list of projects is among the best-scored candidates (what the reader actually picks here is
-    # the list of the 6 partner units in the next clause, with a low confidence: a known weakness)
-    cands = collect_candidates(q, seed_passages)
-    scores = reader.score(cands)
-    top = [compact(to_simplified(seed_passages[p].text[a:b]))
-           for p, (a, b) in zip(cands.passage[np.argsort(-scores)[:3]], cands.spans[np.argsort(-scores)[:3]])]
-    assert "三峡数字科技平台项目、中科水研智慧水利水务平台项目" in top, top
-    if not compact(to_simplified(span.text)).startswith("三峡数字科技平台项目"):
-        assert span.confidence < 0.5
+    # "哪些项目" asks for projects: the list of projects, not the neighbouring list of partner units
+    assert compact(to_simplified(span.text)).startswith("三峡数字科技平台项目、中科水研智慧水利水务平台项目")
+    assert span.confidence >= 0.3  # confident enough to be shown as the short answer
 
 
 def test_year_the_alliance_was_founded(reader, seed_passages):
