@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import logging
 import re
+import zlib
+from array import array
 from pathlib import Path
 import threading
 import unicodedata
@@ -205,6 +207,63 @@ def tokenize(text: str, *, keep_stop_words: bool = False) -> list[str]:
 _posseg = None
 
 
+def _tag_key(word: bytes) -> int:
+    return (zlib.crc32(word) << 32) | zlib.adler32(word)
+
+
+class _TagTable:
+    """jieba's word → part-of-speech table kept as sorted 64-bit hashes and tag ids (about 3 MB)
+    instead of the 349,000-entry dict posseg builds (44 MB). ``get`` is all posseg asks of it."""
+
+    def __init__(self, dictionary) -> None:
+        import numpy as np
+
+        keys, tags, names = array("Q"), bytearray(), {}
+        with dictionary as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) == 3:
+                    keys.append(_tag_key(parts[0]))
+                    tags.append(names.setdefault(parts[2].decode("ascii"), len(names)))
+        order = np.argsort(np.frombuffer(keys, dtype=np.uint64), kind="stable")
+        self._keys = np.frombuffer(keys, dtype=np.uint64)[order]
+        self._tags = np.frombuffer(bytes(tags), dtype=np.uint8)[order]
+        self._names = list(names)
+        self._np = np
+
+    def get(self, word: str, default: str | None = None) -> str | None:
+        key = self._np.uint64(_tag_key(word.encode("utf-8")))
+        i = int(self._np.searchsorted(self._keys, key))
+        if i < len(self._keys) and self._keys[i] == key:
+            return self._names[self._tags[i]]
+        return default
+
+    def update(self, other: dict) -> None:
+        raise NotImplementedError("user dictionaries with tags are not supported by rag.text.pos_tag")
+
+
+def _import_posseg():
+    """jieba.posseg, imported without the 44 MB word → tag dict it builds for its default
+    tokenizer at import time; that tokenizer gets the compact table instead (same tags)."""
+    import sys
+
+    import jieba
+
+    if "jieba.posseg" in sys.modules:
+        return sys.modules["jieba.posseg"]
+    empty = Path(__file__).with_name("_empty_dict.txt")
+    if not empty.exists():
+        empty = None
+    saved = jieba.dt.dictionary
+    if empty is not None:
+        jieba.dt.dictionary = str(empty)
+    try:
+        from jieba import posseg
+    finally:
+        jieba.dt.dictionary = saved
+    return posseg
+
+
 def pos_tag(text: str) -> list[tuple[str, str]]:
     """jieba part-of-speech tags ``[(word, flag), ...]`` of the text as given (not normalised),
     e.g. ``ns`` place, ``nt`` organisation, ``nr`` person, ``n`` noun, ``v`` verb, ``r`` pronoun."""
@@ -215,9 +274,14 @@ def pos_tag(text: str) -> list[tuple[str, str]]:
         tokenizer = _tokenizer()  # outside the lock, which _tokenizer takes itself
         with _lock:
             if _posseg is None:
-                from jieba import posseg
-
-                _posseg = posseg.POSTokenizer(tokenizer)
+                posseg = _import_posseg()
+                table = _TagTable(tokenizer.get_dict_file())
+                if not posseg.dt.word_tag_tab:  # the default tokenizer was given the empty dictionary
+                    posseg.dt.word_tag_tab = table
+                tagger = posseg.POSTokenizer.__new__(posseg.POSTokenizer)
+                tagger.tokenizer = tokenizer
+                tagger.word_tag_tab = table
+                _posseg = tagger
     return [(p.word, p.flag) for p in _posseg.lcut(text)]
 
 

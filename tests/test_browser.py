@@ -83,6 +83,8 @@ def test_ask_in_the_browser(app_url, width, height, name):
             expect(answer).to_contain_text("等6个项目签约江岸", timeout=60_000)
             cite = answer.locator("a[href='#src-1']").last
             expect(cite).to_have_text("[1]")
+            # the answer itself first, in bold, above the cited sentence
+            expect(answer.locator("b.short")).to_contain_text("三峡数字科技平台项目、中科水研智慧水利水务平台项目")
             inline = answer.locator(".inline-sources")
             if phone:
                 # the sources of the answer directly under it, folded to one line each; the side panel is hidden

@@ -94,3 +94,13 @@ def test_variant_table_is_cached_per_opencc_version_and_survives_a_damaged_cache
         assert text._variant_table() == table
     finally:
         text._variant_table.cache_clear()
+
+
+def test_pos_tags_come_from_the_compact_table_and_jieba_posseg_still_works():
+    from rag.text import pos_tag
+
+    tags = dict(pos_tag("长江生态环保产业联盟在武汉召开理事会，教授滕堂伟说"))
+    assert tags["武汉"] == "ns" and tags["召开"] == "v" and tags["理事会"] == "n" and tags["滕堂伟"] == "nr"
+    import jieba.posseg  # other code in the process keeps a working posseg with the same tags
+
+    assert [(p.word, p.flag) for p in jieba.posseg.lcut("武汉召开理事会")] == [("武汉", "ns"), ("召开", "v"), ("理事会", "n")]
