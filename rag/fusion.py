@@ -38,6 +38,8 @@ def _keyword_scale(keyword: list[tuple[str, float]], depth: int) -> Callable[[fl
     top, floor = (keyword[0][1] if keyword else 0.0), max(_floor(keyword, depth), 0.0)
     return lambda s: 0.0 if top <= 0 else max(floor, s if s is not None else floor) / top
 
+YEAR_LIFT = 0.25  # a quarter of the best possible score: a year named in the question outweighs a small lead
+
 
 def fuse(
     dense: list[tuple[str, float]],
@@ -65,7 +67,7 @@ def fuse(
       counts in full.
 
     A row one retriever did not return gets what that retriever's ``depth``-th candidate got
-    (the most it can have). ``boost(key)`` True adds 0.1 (a question naming a year prefers
+    (the most it can have). ``boost(key)`` True adds ``YEAR_LIFT`` (a question naming a year prefers
     that year's articles).
 
     ``method="rrf"``: weighted reciprocal rank fusion, ``Σ weight / (rrf_k + rank + 1)``;
@@ -88,7 +90,7 @@ def fuse(
         d, kw = ev.get("dense"), ev.get("keyword")
         if method == "score":
             score = w * (d_scale(d[0]) if d else 0.0) + (1 - w) * k_scale(kw[0] if kw else None)
-            lift = 0.1
+            lift = YEAR_LIFT
         else:
             score = (dense_weight / (rrf_k + d[1] + 1) if d else 0.0) + (keyword_weight / (rrf_k + kw[1] + 1) if kw else 0.0)
             lift = 0.5 / (rrf_k + 1)
