@@ -25,6 +25,7 @@ import rag
 from rag.errors import AccessError, IndexLockedError, NotReadyError, QueryError, RagError, RateLimitError, SourceError
 from rag.service import MAX_K, MAX_UPLOAD_FILES, UPLOAD_SUFFIXES, Service, listens_on_loopback_only
 from rag.sources import MAX_FILE_BYTES
+from rag.text import to_simplified
 
 log = logging.getLogger("app")
 
@@ -414,6 +415,18 @@ def _linked(text: str, n_sources: int) -> str:
     )
 
 
+def _find_in_either_script(text: str, span: str) -> int:
+    """Where ``span`` (in the question's script) starts in ``text`` (in the article's), or -1."""
+    if not span:
+        return -1
+    k = text.find(span)
+    if k < 0:
+        folded = to_simplified(text)
+        if len(folded) == len(text):  # character for character, so offsets carry over
+            k = folded.find(to_simplified(span))
+    return k
+
+
 def _highlighted(passage: str, sentence: str, span: str = "") -> str:
     """The passage with its supporting sentence marked, and the short answer inside it marked again."""
     i = passage.find(sentence) if sentence else -1
@@ -421,7 +434,7 @@ def _highlighted(passage: str, sentence: str, span: str = "") -> str:
         return html.escape(passage)
     j = i + len(sentence)
     inner = html.escape(passage[i:j])
-    k = passage[i:j].find(span) if span else -1
+    k = _find_in_either_script(passage[i:j], span)
     if k >= 0:
         a, b = i + k, i + k + len(span)
         inner = (html.escape(passage[i:a]) + '<span class="span">' + html.escape(passage[a:b]) + "</span>"

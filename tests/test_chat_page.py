@@ -41,3 +41,10 @@ def test_the_span_is_marked_inside_its_sentence_in_both_source_views():
 def test_a_declined_answer_has_no_short_answer_and_no_sources():
     a = rag.Answer("抱歉，现有的新闻文章里没有找到这个问题的答案。", [], False, question="火星上有新闻吗？")
     assert app.chat_message(a, "火星上有新闻吗？") == "抱歉，现有的新闻文章里没有找到这个问题的答案。"
+
+
+def test_the_span_is_marked_in_a_traditional_article_for_a_simplified_question():
+    trad = rag.Passage(doc_id="cjrb", title="江岸簽約", date=None, source="长江日报",
+                       text="會上,三峽數字科技平臺項目等6個項目簽約江岸。", score=1.0)
+    a = _answer(citations=[trad], highlights=[trad.text], short="三峡数字科技平台项目")
+    assert '<span class="span">三峽數字科技平臺項目</span>' in app.sources_html(a)
