@@ -5,6 +5,7 @@ This module owns jieba, opencc and pypinyin: nothing else imports them.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import zlib
 from array import array
@@ -251,12 +252,8 @@ def _import_posseg():
 
     if "jieba.posseg" in sys.modules:
         return sys.modules["jieba.posseg"]
-    empty = Path(__file__).with_name("_empty_dict.txt")
-    if not empty.exists():
-        empty = None
     saved = jieba.dt.dictionary
-    if empty is not None:
-        jieba.dt.dictionary = str(empty)
+    jieba.dt.dictionary = os.devnull  # an empty dictionary, for the import only
     try:
         from jieba import posseg
     finally:
