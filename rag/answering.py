@@ -25,7 +25,6 @@ log = logging.getLogger(__name__)
 DECLINE_TEXT = "抱歉，现有的新闻文章里没有找到这个问题的答案。"
 DECLINE_TEXT_TRAD = "抱歉，現有的新聞文章裡沒有找到這個問題的答案。"
 LLM_DOWN_NOTE = "语言模型暂时不可用，以下是从文章中直接摘录的答案。"
-SURE_SPAN = 0.6  # reader confidence from which its sentence is the whole answer (about 80% right)
 LLM_UNCITED_NOTE = "语言模型的回答没有可核对的出处，以下是从文章中直接摘录的答案。"
 
 
@@ -240,7 +239,7 @@ class Assistant:
         if span is not None:
             # the sentence holding the short answer leads, and is never cut inside the span; when the
             # reader is sure, it stands alone, else a second sentence may still join (if it adds)
-            sure = span.confidence >= SURE_SPAN
+            sure = span.confidence >= self.config.short_alone_confidence
             top = float("inf") if sure or not candidates else candidates[0].score
             lead = Sentence(top, span.passage, span.sentence_start, span.sentence_end)
             candidates = [lead] + [c for c in candidates if (c.passage, c.start) != (lead.passage, lead.start)]

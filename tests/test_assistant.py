@@ -139,3 +139,15 @@ def test_a_reader_fault_costs_the_short_answer_not_the_answer():
 
     a = Assistant(FakeRetriever([WUHAN, YICHANG]), reader=Broken()).ask("宜昌累计复绿岸线多少公里？")
     assert a.grounded and a.short == "" and "46公里" in a.text
+
+
+def test_a_sure_short_answer_stands_in_one_sentence_an_unsure_one_may_get_a_second():
+    two = Passage(doc_id="wuhan2", title="武汉长江新区首批项目签约", date="2023-05-08", source="长江日报",
+                  text="武汉长江新区首批签约项目共15个。签约仪式由区政府主持，多家银行负责人出席并介绍了首批项目的融资安排。",
+                  score=0.03, dense_score=0.93, dense_rank=0, keyword_score=8.0, keyword_rank=0)
+    q = "武汉长江新区首批签约了多少个项目？"
+    sure = Assistant(FakeRetriever([two]), Config(short_alone_confidence=0.0, second_ratio=0.0)).ask(q)
+    unsure = Assistant(FakeRetriever([two]), Config(short_alone_confidence=1.0, second_ratio=0.0)).ask(q)
+    assert sure.short == unsure.short == "15个"
+    assert sure.text == "武汉长江新区首批签约项目共15个。[1]"
+    assert unsure.text.startswith("武汉长江新区首批签约项目共15个。[1]") and "负责人" in unsure.text

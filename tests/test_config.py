@@ -21,6 +21,7 @@ from rag import Config, ConfigError
     ({"index_dir": ""}, "index_dir must be a folder path"),
     ({"nonsense": 1}, "unknown config field"),
     ({"llm_timeout": 0}, "llm_timeout must be positive"),
+    ({"short_alone_confidence": 1.5}, "short_alone_confidence must be between 0 and 1"),
 ])
 def test_invalid_values_are_refused_with_the_field_named(changes, message):
     with pytest.raises(ConfigError, match=message):
