@@ -25,14 +25,14 @@ _VARIANTS = {"一期": ("首期",), "首期": ("一期",), "成立": ("组建", 
              "开工": ("启动建设", "开建", "动工"), "建成": ("竣工", "投产"),
              "会议": ("理事会", "大会", "座谈会", "论坛", "峰会", "推介会", "洽谈会")}
 _HAS_DIGIT = re.compile(r"\d")
+_HAS_TIME = re.compile(r"(\d{4}年|\d{1,2}月|\d{1,2}日|\d{4}-\d{2})")
+
+Idf = Callable[[str], float]
 
 
 def variants(term: str) -> tuple[str, ...]:
     """Other ways the articles say a question word ("一期" → "首期"); empty for most words."""
     return _VARIANTS.get(term, ())
-_HAS_TIME = re.compile(r"(\d{4}年|\d{1,2}月|\d{1,2}日|\d{4}-\d{2})")
-
-Idf = Callable[[str], float]
 
 
 @dataclass(frozen=True)

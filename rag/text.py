@@ -7,12 +7,15 @@ from __future__ import annotations
 import logging
 import os
 import re
+import sys
 import zlib
 from array import array
 from pathlib import Path
 import threading
 import unicodedata
 from functools import lru_cache
+
+import numpy as np
 
 __all__ = [
     "normalize",
@@ -217,8 +220,6 @@ class _TagTable:
     instead of the 349,000-entry dict posseg builds (44 MB). ``get`` is all posseg asks of it."""
 
     def __init__(self, dictionary) -> None:
-        import numpy as np
-
         keys, tags, names = array("Q"), bytearray(), {}
         with dictionary as f:
             for line in f:
@@ -230,11 +231,10 @@ class _TagTable:
         self._keys = np.frombuffer(keys, dtype=np.uint64)[order]
         self._tags = np.frombuffer(bytes(tags), dtype=np.uint8)[order]
         self._names = list(names)
-        self._np = np
 
     def get(self, word: str, default: str | None = None) -> str | None:
-        key = self._np.uint64(_tag_key(word.encode("utf-8")))
-        i = int(self._np.searchsorted(self._keys, key))
+        key = np.uint64(_tag_key(word.encode("utf-8")))
+        i = int(np.searchsorted(self._keys, key))
         if i < len(self._keys) and self._keys[i] == key:
             return self._names[self._tags[i]]
         return default
@@ -246,8 +246,6 @@ class _TagTable:
 def _import_posseg():
     """jieba.posseg, imported without the 44 MB word → tag dict it builds for its default
     tokenizer at import time; that tokenizer gets the compact table instead (same tags)."""
-    import sys
-
     import jieba
 
     if "jieba.posseg" in sys.modules:
