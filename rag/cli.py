@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 from .config import Config
@@ -56,12 +57,11 @@ def cmd_build(args: argparse.Namespace) -> int:
     if args.ray_workers:
         cfg = cfg.with_(ray_workers=args.ray_workers)
     r = Retriever.build(args.data, args.index, config=cfg, show_progress=not args.quiet)
-    b = r.manifest.get("build", {})
+    b = asdict(r.build_report)
     if args.json:
         print(json.dumps({"index": args.index, "counts": r.manifest["counts"], "build": b}, ensure_ascii=False))
     else:
-        print(f"index {args.index}: {b.get('articles')} articles, {b.get('chunks')} chunks "
-              f"({b.get('embedded')} embedded, {b.get('reused')} reused) in {b.get('seconds', 0):.1f} s")
+        print(f"index {args.index}: {r.build_report.summary()}")
         for e in r.manifest.get("errors", []):
             print(f"  skipped {e}")
     return 0

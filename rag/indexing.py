@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import logging
+import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping
 
 import numpy as np
 
@@ -16,7 +18,7 @@ from .text import fold, tokenize
 if TYPE_CHECKING:
     from .embedding import Embedder
 
-__all__ = ["BuildReport", "UpdateReport", "row_key", "rows_of", "index_changes"]
+__all__ = ["BuildReport", "UpdateReport", "row_key", "rows_of", "index_changes", "timed"]
 
 log = logging.getLogger(__name__)
 
@@ -31,12 +33,26 @@ class BuildReport:
     reused: int = 0
     seconds: float = 0.0
     errors: list[str] | None = None
+    stages: dict[str, float] = field(default_factory=dict)  # seconds per stage: reading, chunking, embedding, …
 
     def summary(self) -> str:
+        split = ", ".join(f"{k} {v:.1f} s" for k, v in self.stages.items())
         return (
             f"{self.articles} articles, {self.chunks} chunks ({self.embedded} embedded, {self.reused} reused) "
-            f"in {self.seconds:.1f} s" + (f"; {len(self.errors)} file error(s)" if self.errors else "")
+            f"in {self.seconds:.1f} s" + (f" ({split})" if split else "")
+            + (f"; {len(self.errors)} file error(s)" if self.errors else "")
         )
+
+
+@contextmanager
+def timed(stages: dict[str, float] | None, name: str) -> Iterator[None]:
+    """Add the seconds the block takes to ``stages[name]`` (nothing when ``stages`` is None)."""
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        if stages is not None:
+            stages[name] = stages.get(name, 0.0) + time.perf_counter() - t0
 
 
 @dataclass
@@ -91,9 +107,11 @@ def index_changes(
     embedder: "Embedder | None",
     known: Mapping[str, np.ndarray],
     show_progress: bool = False,
+    stages: dict[str, float] | None = None,
 ) -> tuple[Engine, int, int]:
     """The engine after dropping ``removed_chunks`` and adding ``new_chunks``; returns it with the
-    number of chunks embedded and reused. ``known``: chunk id → vector already computed."""
+    number of chunks embedded and reused. ``known``: chunk id → vector already computed;
+    ``stages`` (optional) gets the seconds of embedding, tokenising and indexing."""
     rows = rows_of(new_chunks, articles, config)
     vectors = None
     embedded = 0
@@ -105,11 +123,14 @@ def index_changes(
         fresh: dict[str, np.ndarray] = {}
         if todo:
             log.info("embedding %d chunks (%d reused)", len(todo), len(rows) - len(todo))
-            fresh = dict(zip(todo, embedder.embed_documents(list(todo.values()), show_progress=show_progress)))
+            with timed(stages, "embedding"):
+                fresh = dict(zip(todo, embedder.embed_documents(list(todo.values()), show_progress=show_progress)))
         embedded = len(todo)
         vectors = np.zeros((len(rows), embedder.dim), dtype=np.float32)
         for i, r in enumerate(rows):
             vectors[i] = fresh[r.chunk_id] if r.chunk_id in fresh else known[r.chunk_id]
-    tokens = [tokenize(r.text) for r in rows]
-    engine = engine.updated(delete=[row_key(c) for c in removed_chunks], rows=rows, vectors=vectors, tokens=tokens)
+    with timed(stages, "tokenising"):
+        tokens = [tokenize(r.text) for r in rows]
+    with timed(stages, "indexing"):
+        engine = engine.updated(delete=[row_key(c) for c in removed_chunks], rows=rows, vectors=vectors, tokens=tokens)
     return engine, embedded, len(rows) - embedded

@@ -13,7 +13,7 @@ from .duplicates import NearDuplicates
 from .engine import Engine, engine_class
 from .errors import IndexMismatchError, QueryError, RagError, SourceError
 from .fusion import Candidate, fuse
-from .indexing import BuildReport, UpdateReport, index_changes, row_key, rows_of
+from .indexing import BuildReport, UpdateReport, index_changes, row_key, rows_of, timed
 from .query import ArticleFilter, Query
 from .records import Article, Chunk, Passage
 from .sources import read_articles
@@ -72,6 +72,7 @@ class Retriever:
         self.manifest = manifest
         self.index_dir = Path(index_dir) if index_dir is not None else None
         self.generation = generation
+        self.build_report: BuildReport | None = None  # set by build(): what it did, stage by stage
         self._by_key = {row_key(c): c for c in chunks}
         self._duplicates = NearDuplicates(articles, config.duplicate_threshold)
         set_cache_dir(config.cache_dir)
@@ -104,28 +105,36 @@ class Retriever:
             options["ray_address"] = ray
         config = (config or Config()).with_(**options)
         t0 = time.perf_counter()
-        result = read_articles([data_dir])
+        stages: dict[str, float] = {}
+        with timed(stages, "reading"):
+            result = read_articles([data_dir])
         if not result.articles:
             reasons = "; ".join(str(e) for e in result.errors) or "no .txt, .md, .html or .jsonl files"
             raise SourceError(str(data_dir), f"no articles could be read ({reasons})")
-        retriever, report = cls.from_articles(result.articles, config, index_dir=Path(index_dir), show_progress=show_progress)
+        retriever, report = cls.from_articles(result.articles, config, index_dir=Path(index_dir), show_progress=show_progress, stages=stages)
         report.errors = [str(e) for e in result.errors]
         report.seconds = time.perf_counter() - t0
         retriever.manifest.update({"sources": file_fingerprints([data_dir]), "data_dir": str(Path(data_dir).resolve()),
                                    "errors": report.errors, "build": asdict(report)})
-        retriever.save(index_dir)
+        with timed(stages, "writing"):
+            retriever.save(index_dir)
+        report.seconds = time.perf_counter() - t0
+        retriever.build_report = report  # with the writing, which the saved manifest cannot hold
         log.info("built index at %s: %s", index_dir, report.summary())
         return retriever
 
     @classmethod
     def from_articles(
-        cls, articles: list[Article], config: Config, *, index_dir: Path | None = None, show_progress: bool = False
+        cls, articles: list[Article], config: Config, *, index_dir: Path | None = None, show_progress: bool = False,
+        stages: dict[str, float] | None = None,
     ) -> tuple["Retriever", BuildReport]:
-        """An unsaved Retriever over ``articles`` (vectors reused from ``index_dir`` when it has them)."""
+        """An unsaved Retriever over ``articles`` (vectors reused from ``index_dir`` when it has them);
+        ``stages`` (optional) gets the seconds each stage took."""
         embedder = _make_embedder(config) if config.dense else None
         identity = embedder.identity() if embedder else None
         by_id = {a.id: a for a in articles}
-        chunks = chunk_articles(articles, config)
+        with timed(stages, "chunking"):
+            chunks = chunk_articles(articles, config)
         known = _reusable_vectors(index_dir, identity, config) if embedder else {}
         documents = embedder
         if embedder is not None and config.ray_address:
@@ -134,7 +143,8 @@ class Retriever:
             documents = optional("ray", "rag.ray_embedding").RayEmbedder(config, embedder)
         empty = engine_class(config.engine).create(config, index_dir, embedder.dim if embedder else None)
         engine, embedded, reused = index_changes(empty, removed_chunks=[], new_chunks=chunks, articles=by_id,
-                                                 config=config, embedder=documents, known=known, show_progress=show_progress)
+                                                 config=config, embedder=documents, known=known, show_progress=show_progress,
+                                                 stages=stages)
         manifest = {
             "format_version": FORMAT_VERSION,
             "package_version": __version__,
@@ -147,7 +157,8 @@ class Retriever:
         }
         retriever = cls(config=config, embedder=embedder, articles=by_id, chunks=chunks, engine=engine,
                         manifest=manifest, index_dir=index_dir)
-        return retriever, BuildReport(articles=len(by_id), chunks=len(chunks), embedded=embedded, reused=reused)
+        return retriever, BuildReport(articles=len(by_id), chunks=len(chunks), embedded=embedded, reused=reused,
+                                      stages=stages if stages is not None else {})
 
     def save(self, index_dir: str | Path) -> None:
         """Write the index as a new generation and make it live atomically."""
