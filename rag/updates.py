@@ -74,9 +74,9 @@ def _publish(base: "Retriever", merged: dict[str, Article], report: UpdateReport
     engine, report.embedded, _ = index_changes(
         base.engine, removed_chunks=removed_chunks, new_chunks=new_chunks, articles=merged, config=config,
         embedder=base.embedder, known=known)
+    # the engine keeps the remaining rows in order and appends the new ones: the chunk records
+    # must be saved in that same order, since a loaded engine pairs them by position
     chunks = [c for c in base.chunks if c.doc_id not in stale] + new_chunks
-    order = {i: n for n, i in enumerate(merged)}
-    chunks.sort(key=lambda c: order[c.doc_id])  # keep article order, as a build would
     report.reused = len(chunks) - report.embedded  # every chunk not embedded now kept its vector
     manifest = dict(base.manifest)
     manifest.update({"counts": {"articles": len(merged), "chunks": len(chunks)}, "sources": sources,

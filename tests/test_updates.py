@@ -43,6 +43,22 @@ def test_add_embeds_only_the_new_article_and_folds_duplicates(tiny):
     assert (again.added, again.changed, again.unchanged, again.embedded) == ([], [], 1, 0)
 
 
+def test_adding_a_changed_article_keeps_every_chunk_with_its_own_vector_and_tokens(tiny):
+    """An article edited in place (not the last one) and added again: after a reload, its new
+    sentence is found in it, by words and by meaning, and the other articles still find theirs."""
+    data, index, r = tiny
+    wuhan = data / "wuhan.txt"
+    wuhan.write_text(wuhan.read_text(encoding="utf-8") + "\n补充说明：独一无二的测试句子在这里出现。", encoding="utf-8")
+    report = r.add([wuhan])
+    assert report.changed == ["wuhan"]
+    loaded = rag.Retriever.load(index)
+    for mode in ("keyword", "dense"):
+        best = loaded.search("独一无二的测试句子在这里出现", k=1, mode=mode)[0]
+        assert best.doc_id == "wuhan" and "独一无二" in best.text, mode
+    best = loaded.search("九江最美岸线绿道", k=1, mode="keyword")[0]
+    assert best.doc_id.startswith("jj-") and "绿道" in best.text
+
+
 def test_remove_deletes_articles_without_embedding(tiny):
     data, index, r = tiny
     report = r.remove(["jj-01", "no-such-id"])
