@@ -9,7 +9,7 @@ import numpy as np
 
 from .engine import Engine, Row
 from .errors import IndexCorruptError
-from .keyword_index import KeywordIndex
+from .keyword_segments import KeywordSegments
 from .text import tokenize
 from .vector_index import VectorIndex
 
@@ -34,60 +34,48 @@ class LocalEngine(Engine):
 
     name = "local"
 
-    def __init__(
-        self,
-        rows: list[Row],
-        vectors: VectorIndex | None,
-        keywords: KeywordIndex,
-        *,
-        k1: float = 1.2,
-        b: float = 0.75,
-        tokens: list[list[str]] | None = None,
-    ) -> None:
+    def __init__(self, rows: list[Row], vectors: VectorIndex | None, keywords: KeywordSegments) -> None:
         self.rows = rows
         self._vectors = vectors
         self._keywords = keywords
-        self._k1, self._b = k1, b
-        self._tokens = tokens  # kept when known, so an update does not tokenise every row again
         self._position = {r.key: i for i, r in enumerate(rows)}
         self._masks: dict["ArticleFilter", np.ndarray] = {}
 
     @classmethod
     def create(cls, config: "Config", index_dir: Path | None, dim: int | None) -> "LocalEngine":
         vectors = VectorIndex.from_vectors(np.zeros((0, dim), np.float32)) if dim else None
-        return cls([], vectors, KeywordIndex.build([], k1=config.bm25_k1, b=config.bm25_b),
-                   k1=config.bm25_k1, b=config.bm25_b, tokens=[])
+        return cls([], vectors, KeywordSegments.build([], k1=config.bm25_k1, b=config.bm25_b))
 
     @property
     def size(self) -> int:
         return len(self.rows)
 
-    def _all_tokens(self) -> list[list[str]]:
-        if self._tokens is None:
-            log.info("tokenising %d stored chunks for the keyword index", len(self.rows))
-            self._tokens = [tokenize(r.text) for r in self.rows]
-        return self._tokens
-
     def updated(self, *, delete: Iterable[str] = (), rows: list[Row] = (), vectors=None, tokens=None) -> "LocalEngine":  # type: ignore[assignment]
+        """New rows are appended (a keyword segment of their own); deleted rows leave the others in order."""
         rows = list(rows)
         gone = {self._position[k] for k in set(delete) if k in self._position}
-        keep = [i for i in range(len(self.rows)) if i not in gone]
+        keep = np.array([i for i in range(len(self.rows)) if i not in gone], dtype=np.int64)
         if tokens is None:
             tokens = [tokenize(r.text) for r in rows]
         if len(tokens) != len(rows) or (vectors is not None and len(vectors) != len(rows)):
             raise ValueError(f"{len(rows)} rows need as many token lists and vectors, got {len(tokens)} and "
                              f"{None if vectors is None else len(vectors)}")
-        old_tokens = self._all_tokens()
         new_rows = [self.rows[i] for i in keep] + rows
-        new_tokens = [old_tokens[i] for i in keep] + list(tokens)
         dense = None
         if self._vectors is not None:
             if vectors is None:
                 raise ValueError("this index has dense vectors: updated() needs vectors for the new rows")
-            old = self._vectors.vectors()[keep] if keep else np.zeros((0, self._vectors.dim), np.float32)
-            dense = VectorIndex.from_vectors(np.vstack([old, np.asarray(vectors, np.float32).reshape(-1, self._vectors.dim)]))
-        keywords = KeywordIndex.build(new_tokens, k1=self._k1, b=self._b)
-        return type(self)(new_rows, dense, keywords, k1=self._k1, b=self._b, tokens=new_tokens)
+            dense = self._vectors.updated(keep, np.asarray(vectors, np.float32).reshape(-1, self._vectors.dim))
+
+        def tokens_of(positions: np.ndarray) -> list[list[str]]:
+            log.info("tokenising %d stored chunks for a keyword segment", len(positions))
+            return [tokenize(new_rows[int(p)].text) for p in positions]
+
+        def gone_tokens_of(positions: np.ndarray) -> list[list[str]]:
+            return [tokenize(self.rows[int(p)].text) for p in positions]
+
+        keywords = self._keywords.updated(keep, list(tokens), tokens_of, gone_tokens_of)
+        return type(self)(new_rows, dense, keywords)
 
     def _mask(self, where: "ArticleFilter | None") -> np.ndarray | None:
         if where is None:
@@ -126,22 +114,22 @@ class LocalEngine(Engine):
     def save(self, folder: Path) -> dict:
         if self._vectors is not None:
             self._vectors.save(folder)
-        self._keywords.save(folder)
+        segments = self._keywords.save(folder)
         return {"name": self.name, "dense": "faiss IndexFlatIP" if self._vectors is not None else None,
-                "keyword": "bm25s", "bm25": {"k1": self._k1, "b": self._b}}
+                "keyword": "bm25s", "bm25": {"k1": self._keywords.k1, "b": self._keywords.b}, "keyword_segments": segments}
 
     @classmethod
     def load(cls, folder: Path, rows: list[Row], manifest: dict, config: "Config") -> "LocalEngine":
         folder = Path(folder)
         bm25 = (manifest.get("engine") or {}).get("bm25") or {}
         vectors = VectorIndex.load(folder) if manifest.get("dim") else None
-        keywords = KeywordIndex.load(folder)
+        keywords = KeywordSegments.load(folder, k1=bm25.get("k1", config.bm25_k1), b=bm25.get("b", config.bm25_b))
         n_vec = vectors.size if vectors is not None else len(rows)
         if n_vec != len(rows) or keywords.n_docs != len(rows):
             raise IndexCorruptError(
                 f"{folder}: {len(rows)} chunk records but {n_vec} vectors and {keywords.n_docs} keyword rows"
             )
-        return cls(rows, vectors, keywords, k1=bm25.get("k1", config.bm25_k1), b=bm25.get("b", config.bm25_b))
+        return cls(rows, vectors, keywords)
 
     def check(self, rows: list[Row], folder: Path) -> list[str]:
         problems: list[str] = []
@@ -155,5 +143,5 @@ class LocalEngine(Engine):
             elif len(vecs) and not np.allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-3):
                 problems.append(f"{where}: vectors are not unit length")
         if self._keywords.n_docs != len(rows):
-            problems.append(f"{Path(folder) / KeywordIndex.DIR}: {self._keywords.n_docs} keyword rows for {len(rows)} chunks")
+            problems.append(f"{Path(folder) / KeywordSegments.FILE}: {self._keywords.n_docs} keyword rows for {len(rows)} chunks")
         return problems

@@ -66,6 +66,21 @@ class VectorIndex:
         params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(ids))
         return self._index.search(q, min(k, len(ids)), params=params)
 
+    def updated(self, keep: np.ndarray, new: np.ndarray) -> "VectorIndex":
+        """A new index of the rows ``keep`` (in order) followed by ``new``; this one is left as it was."""
+        import faiss
+
+        keep = np.asarray(keep, dtype=np.int64)
+        if len(keep) == self.size and np.array_equal(keep, np.arange(self.size)):
+            index = faiss.clone_index(self._index)  # nothing removed: copy, no reconstruction
+        else:
+            index = faiss.IndexFlatIP(self.dim)
+            if len(keep):
+                index.add(np.ascontiguousarray(self.vectors()[keep]))
+        if len(new):
+            index.add(np.ascontiguousarray(new, dtype=np.float32))
+        return VectorIndex(index)
+
     def save(self, folder: Path) -> None:
         import faiss
 
