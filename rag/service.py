@@ -18,6 +18,7 @@ from .indexing import UpdateReport
 from .llm import ChatModel
 from .records import Answer, Passage
 from .retrieval import Retriever
+from .store import IndexStore
 from .datafolder import TRASH_DIR, check_file_name, inside, kept_versions, prune, restore, trash_path
 from .datafolder import stamp as new_stamp
 from .feedback import FeedbackLimits, FeedbackLog
@@ -178,23 +179,39 @@ class Service:
         self.status = f"就绪：{len(r.articles)} 篇文章，{len(r.chunks)} 个段落"
 
     def _retriever(self) -> Retriever:
-        """The live retriever, after swapping in a generation another process published (``rag add``,
-        ``rag sync``). The check reads one small file; when it finds a new generation, one request
-        loads it while the others go on with the old retriever, and every request finishes on the
-        retriever it started with."""
+        """The live retriever. When another process published a generation (``rag add``, ``rag
+        sync``), the first request to notice starts loading it in the background (one small file
+        is read to know) and every request goes on with the loaded one until the new one is
+        ready: a large archive takes seconds to load and nobody waits for it. Every request
+        finishes on the retriever it started with."""
         r = self.retriever
         if r is None:
             raise NotReadyError(self.error or f"index {self.index_dir} is still loading; retry in a few seconds")
-        if not self._reload_lock.acquire(blocking=False):
-            return r
+        if r.index_dir is not None and self._reload_lock.acquire(blocking=False):
+            token = IndexStore(r.index_dir).generation_token()
+            if token and token != r.generation:
+                threading.Thread(target=self._load_new, args=(r,), name="index-reload", daemon=True).start()
+            else:
+                self._reload_lock.release()
+        return r
+
+    def _load_new(self, r: Retriever) -> None:
+        """Load the published generation and serve it (in the background; holds the reload lock)."""
         try:
-            r = self.retriever
             fresh = r.latest()
-            if fresh is not r:
+            if fresh is not r and self.retriever is r:
                 self._serve(fresh)
-            return fresh
+        except Exception:  # noqa: BLE001 - a failed reload keeps serving the loaded index
+            log.exception("loading the new index generation at %s failed; still serving the loaded one", r.index_dir)
         finally:
             self._reload_lock.release()
+
+    def wait_for_reload(self, timeout: float = 60.0) -> Retriever:
+        """The live retriever after any background reload in progress has finished."""
+        self._retriever()
+        if self._reload_lock.acquire(timeout=timeout):
+            self._reload_lock.release()
+        return self._retriever()
 
     def _serve(self, r: Retriever) -> None:
         self.retriever = r

@@ -258,6 +258,10 @@ def test_serves_an_article_added_by_another_process_without_restart(tiny_service
         asker.join(60)
     assert done.returncode == 0, done.stderr
     assert statuses and set(statuses) == {200}
+    # the first request after the update starts loading the new generation in the background
+    # and is answered from the loaded one; once loaded, the new article is served
+    client.post("/api/search", json={"query": "月湖观鸟台", "k": 3})
+    tiny_service.wait_for_reload()
     r = client.post("/api/search", json={"query": "月湖观鸟台", "k": 3})
     assert r.status_code == 200 and r.json()["passages"][0]["doc_id"] == "yuehu"
     assert f"{n_before + 1} 篇文章" in tiny_service.status
@@ -270,7 +274,8 @@ def test_requests_in_flight_keep_the_retriever_they_started_with(tiny_service, t
     new = tmp_path / "yuehu.txt"
     new.write_text(NEW_ARTICLE, encoding="utf-8")
     rag.Retriever.load(tiny_service.index_dir).add([new])  # another writer (same process, other object)
-    after = tiny_service._retriever()
+    assert tiny_service._retriever() is before  # the new generation loads in the background
+    after = tiny_service.wait_for_reload()
     assert after is not before and "yuehu" in after.articles
     assert "yuehu" not in before.articles and before.search("月湖观鸟台", k=3)  # the old one still answers
 
