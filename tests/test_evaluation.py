@@ -46,6 +46,12 @@ def test_scores_over_several_questions():
     assert s.mrr_at_k == pytest.approx((1 + 0.5) / 4)
 
 
+def test_gold_answer_in_the_top_five_passages_is_counted_per_question():
+    s = retrieval_scores("hybrid", [1, None, 3], k=10, answer_in_5=[True, False, True])
+    assert s.answer_in_5 == pytest.approx(2 / 3)
+    assert retrieval_scores("hybrid", [1], k=10).answer_in_5 is None  # questions without answer strings
+
+
 def test_evidence_match_is_normalised_and_per_article():
     q = Question(id="q", question="?", evidence=("三峡数字科技平台项目",))
     ps = [_p("A"), _p("B", "……三峽數字科技 平臺項目等6個項目……"), _p("A", "三峡数字科技平台项目")]
@@ -115,6 +121,7 @@ def test_evaluate_on_seed_index(retriever, tmp_path):
     assert rep.misses[0]["id"] == "s2"
     assert a.mean_answer_chars > 0
     assert "| hybrid | 1.000 |" in rep.table()
+    assert hybrid.answer_in_5 == 0.0  # only s2 has answer strings, and its string is in no article
 
 
 def test_cli_eval_writes_json(seed_index, tmp_path, capsys):

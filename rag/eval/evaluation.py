@@ -162,10 +162,13 @@ class RetrievalScores:
     k: int
     search_p50_ms: float
     search_p95_ms: float
+    answer_in_5: float | None = None  # share of questions with a gold answer string in the top 5 passages
 
 
-def retrieval_scores(mode: str, ranks: list[int | None], k: int, latencies: list[float] | None = None) -> RetrievalScores:
-    """Recall@1/5/k and MRR@k from first-relevant ranks (None = not found)."""
+def retrieval_scores(mode: str, ranks: list[int | None], k: int, latencies: list[float] | None = None,
+                     answer_in_5: list[bool] | None = None) -> RetrievalScores:
+    """Recall@1/5/k and MRR@k from first-relevant ranks (None = not found); ``answer_in_5``: per
+    question with gold answers, whether one of them is in the top 5 passages."""
     n = len(ranks)
 
     def recall(c: int) -> float:
@@ -183,6 +186,7 @@ def retrieval_scores(mode: str, ranks: list[int | None], k: int, latencies: list
         k=k,
         search_p50_ms=percentile(lat, 50) * 1000,
         search_p95_ms=percentile(lat, 95) * 1000,
+        answer_in_5=sum(answer_in_5) / len(answer_in_5) if answer_in_5 else None,
     )
 
 
@@ -249,12 +253,13 @@ class EvalReport:
         if self.retrieval:
             n = self.retrieval[0].questions
             lines.append(f"retrieval ({n} questions with gold articles or evidence)")
-            lines.append(f"| mode | R@1 | R@5 | R@{k} | MRR@{k} | search p50 / p95 ms |")
-            lines.append("|---|---|---|---|---|---|")
+            lines.append(f"| mode | R@1 | R@5 | R@{k} | MRR@{k} | gold answer in top 5 passages | search p50 / p95 ms |")
+            lines.append("|---|---|---|---|---|---|---|")
             for r in self.retrieval:
+                in5 = "" if r.answer_in_5 is None else f"{r.answer_in_5:.3f}"
                 lines.append(
                     f"| {r.mode} | {r.recall_at_1:.3f} | {r.recall_at_5:.3f} | {r.recall_at_k:.3f} | "
-                    f"{r.mrr_at_k:.3f} | {r.search_p50_ms:.0f} / {r.search_p95_ms:.0f} |"
+                    f"{r.mrr_at_k:.3f} | {in5} | {r.search_p50_ms:.0f} / {r.search_p95_ms:.0f} |"
                 )
         a = self.answers
         if a:
@@ -303,6 +308,7 @@ def evaluate(
     pool = chunk_pool or max(30, 3 * k)
     ranks: dict[str, list[int | None]] = {m: [] for m in modes}
     search_lat: dict[str, list[float]] = {m: [] for m in modes}
+    in5: dict[str, list[bool]] = {m: [] for m in modes}
     assistant = None
     if answers:
         from ..answering import Assistant
@@ -329,6 +335,8 @@ def evaluate(
                 ps = retriever.search(query, k=pool, mode=m)
                 search_lat[m].append(time.perf_counter() - t0)
                 ranks[m].append(first_relevant_rank(ps, q))
+                if q.answers:
+                    in5[m].append(any(answer_hit(p.text, q) for p in ps[:5]))
         if assistant is None:
             continue
         history: list[dict] = []
@@ -359,7 +367,7 @@ def evaluate(
         if not ok and len(misses) < 50:
             misses.append({"id": q.id, "question": q.question, "expected": list(q.answers or q.must_include), "answer": a.text,
                            "short": a.short})
-    retrieval = [retrieval_scores(m, ranks[m], k, search_lat[m]) for m in modes if ranks[m]]
+    retrieval = [retrieval_scores(m, ranks[m], k, search_lat[m], in5[m]) for m in modes if ranks[m]]
     answer_scores = None
     if assistant is not None:
         answer_scores = AnswerScores(
