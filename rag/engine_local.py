@@ -43,7 +43,7 @@ class LocalEngine(Engine):
 
     @classmethod
     def create(cls, config: "Config", index_dir: Path | None, dim: int | None) -> "LocalEngine":
-        vectors = VectorIndex.from_vectors(np.zeros((0, dim), np.float32)) if dim else None
+        vectors = VectorIndex.from_vectors(np.zeros((0, dim), np.float32), config.vector_storage) if dim else None
         return cls([], vectors, KeywordSegments.build([], k1=config.bm25_k1, b=config.bm25_b))
 
     @property
@@ -115,7 +115,7 @@ class LocalEngine(Engine):
         if self._vectors is not None:
             self._vectors.save(folder)
         segments = self._keywords.save(folder)
-        return {"name": self.name, "dense": "faiss IndexFlatIP" if self._vectors is not None else None,
+        return {"name": self.name, "dense": self._vectors.describe() if self._vectors is not None else None,
                 "keyword": "bm25s", "bm25": {"k1": self._keywords.k1, "b": self._keywords.b}, "keyword_segments": segments}
 
     @classmethod

@@ -10,8 +10,24 @@ from .errors import IndexCorruptError
 __all__ = ["VectorIndex"]
 
 
+STORAGES = ("float16", "float32")
+
+
+def _empty(dim: int, storage: str):
+    """An empty exact inner-product index storing vectors as ``storage``."""
+    import faiss
+
+    if storage == "float16":
+        return faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT)
+    if storage == "float32":
+        return faiss.IndexFlatIP(dim)
+    raise ValueError(f"vector storage must be one of {', '.join(STORAGES)}, got {storage!r}")
+
+
 class VectorIndex:
-    """Exact inner-product search; faiss ids are row positions of the chunk records.
+    """Exact inner-product search over every vector; faiss ids are row positions of the chunk
+    records. Vectors are stored as float16 (half the memory and the search time; scores within
+    ~1e-3 of float32) or float32.
 
     Example::
 
@@ -25,14 +41,21 @@ class VectorIndex:
         self._index = index
 
     @classmethod
-    def from_vectors(cls, vectors: np.ndarray) -> "VectorIndex":
-        import faiss
-
+    def from_vectors(cls, vectors: np.ndarray, storage: str = "float16") -> "VectorIndex":
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        index = faiss.IndexFlatIP(vectors.shape[1])
+        index = _empty(vectors.shape[1], storage)
         if len(vectors):
             index.add(vectors)
         return cls(index)
+
+    @property
+    def storage(self) -> str:
+        import faiss
+
+        return "float16" if isinstance(self._index, faiss.IndexScalarQuantizer) else "float32"
+
+    def describe(self) -> str:
+        return "faiss IndexScalarQuantizer fp16 (inner product)" if self.storage == "float16" else "faiss IndexFlatIP"
 
     @property
     def size(self) -> int:
@@ -74,7 +97,7 @@ class VectorIndex:
         if len(keep) == self.size and np.array_equal(keep, np.arange(self.size)):
             index = faiss.clone_index(self._index)  # nothing removed: copy, no reconstruction
         else:
-            index = faiss.IndexFlatIP(self.dim)
+            index = _empty(self.dim, self.storage)
             if len(keep):
                 index.add(np.ascontiguousarray(self.vectors()[keep]))
         if len(new):
