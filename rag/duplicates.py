@@ -45,7 +45,11 @@ class NearDuplicates:
         sa, sb = self._shingle_set(a), self._shingle_set(b)
         small, large = sorted((len(sa), len(sb)))
         # Jaccard <= small / large: most pairs are settled by their sizes, without a set operation.
-        same = bool(small) and small >= self.threshold * large and len(sa & sb) / len(sa | sb) >= self.threshold
+        if not small or small < self.threshold * large:
+            same = False
+        else:
+            common = len(sa & sb)
+            same = common / (len(sa) + len(sb) - common) >= self.threshold
         if len(self._verdicts) > 200_000:
             self._verdicts.clear()
         self._verdicts[key] = same
@@ -53,15 +57,25 @@ class NearDuplicates:
 
     def fold(self, passages: list[Passage]) -> list[Passage]:
         """Each story once: a passage of a near-identical article from another outlet is dropped and
-        its outlet (or id when it has none) listed in ``also_in`` of the better-ranked one."""
+        its outlet (or id when it has none) listed in ``also_in`` of the better-ranked one.
+
+        An article's fate is settled at its first passage (it is its own story, or it folds into
+        the first kept article that tells the same one), so articles are compared with the kept
+        articles once each, not passage by passage."""
         kept: list[Passage] = []
+        first_kept: dict[str, int] = {}  # article → position of its first kept passage, in kept order
+        folds_into: dict[str, int | None] = {}
         for p in passages:
-            for i, q in enumerate(kept):
-                if q.doc_id != p.doc_id and self.same(q.doc_id, p.doc_id):
-                    label = p.source or p.doc_id
-                    if label not in q.also_in and label != q.source:
-                        kept[i] = replace(q, also_in=q.also_in + (label,))
-                    break
-            else:
+            if p.doc_id not in folds_into:
+                folds_into[p.doc_id] = next(
+                    (i for d, i in first_kept.items() if d != p.doc_id and self.same(d, p.doc_id)), None)
+            i = folds_into[p.doc_id]
+            if i is None:
+                first_kept.setdefault(p.doc_id, len(kept))
                 kept.append(p)
+                continue
+            q = kept[i]
+            label = p.source or p.doc_id
+            if label not in q.also_in and label != q.source:
+                kept[i] = replace(q, also_in=q.also_in + (label,))
         return kept
