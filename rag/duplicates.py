@@ -56,8 +56,9 @@ class NearDuplicates:
         return same
 
     def fold(self, passages: list[Passage]) -> list[Passage]:
-        """Each story once: a passage of a near-identical article from another outlet is dropped and
-        its outlet (or id when it has none) listed in ``also_in`` of the better-ranked one.
+        """Each story once: a passage of a near-identical article from another outlet is dropped, its
+        outlet (or id when it has none) listed in ``also_in`` of the better-ranked one and its id in
+        ``same_story``.
 
         An article's fate is settled at its first passage (it is its own story, or it folds into
         the first kept article that tells the same one), so articles are compared with the kept
@@ -77,5 +78,8 @@ class NearDuplicates:
             q = kept[i]
             label = p.source or p.doc_id
             if label not in q.also_in and label != q.source:
-                kept[i] = replace(q, also_in=q.also_in + (label,))
+                q = replace(q, also_in=q.also_in + (label,))
+            if p.doc_id not in q.same_story:
+                q = replace(q, same_story=q.same_story + (p.doc_id,))
+            kept[i] = q
         return kept

@@ -70,7 +70,8 @@ class Passage:
 
     ``dense_score`` / ``dense_rank`` (cosine, 0-based rank) and ``keyword_score`` /
     ``keyword_rank`` (BM25) are None when that retriever did not return the chunk.
-    ``also_in`` lists other outlets that carried the same story.
+    ``also_in`` lists other outlets that carried the same story, ``same_story`` the ids of
+    those articles (folded into this passage, each story shown once).
     """
 
     doc_id: str
@@ -84,6 +85,7 @@ class Passage:
     start: int = 0
     end: int = 0
     also_in: tuple[str, ...] = field(default_factory=tuple)
+    same_story: tuple[str, ...] = field(default_factory=tuple)
     dense_score: float | None = None
     dense_rank: int | None = None
     keyword_score: float | None = None
@@ -97,6 +99,7 @@ class Passage:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["also_in"] = list(self.also_in)
+        d["same_story"] = list(self.same_story)
         return d
 
 

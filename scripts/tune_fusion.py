@@ -84,9 +84,12 @@ def article_rank(order: list[str], q: dict) -> int | None:
     """1-based rank of the first gold article in a fused chunk order, the way ``rag eval`` counts."""
     dup = set(q["dups"]) | {(b, a) for a, b in q["dups"]}
     kept: list[str] = []
+    story: dict[str, set[str]] = {}  # kept article → the articles folded into it (the same story)
     for key in order[: 3 * POOL]:
         d = q["doc"][key]
-        if any(k != d and (k, d) in dup for k in kept):
+        home = next((k for k in dict.fromkeys(kept) if k != d and (k, d) in dup), None)
+        if home is not None:
+            story.setdefault(home, set()).add(d)
             continue
         kept.append(d)
         if len(kept) == POOL:
@@ -94,7 +97,7 @@ def article_rank(order: list[str], q: dict) -> int | None:
     seen: list[str] = list(dict.fromkeys(kept))
     gold = set(q["gold"])
     for i, d in enumerate(seen, 1):
-        if d in gold:
+        if d in gold or not gold.isdisjoint(story.get(d, ())):
             return i
     return None
 

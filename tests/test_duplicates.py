@@ -23,5 +23,5 @@ def test_each_story_once_with_the_other_outlets_listed_on_its_best_passage():
     folded = nd.fold([_p("a", 0), _p("b", 0), _p("c", 0), _p("a", 50), _p("d", 0), _p("b", 50)])
     assert [(p.doc_id, p.start) for p in folded] == [("a", 0), ("c", 0), ("a", 50)]
     assert folded[0].also_in == ("湖北日报", "d")  # an outlet once; an article without one by its id
-    assert folded[2].also_in == ()
+    assert folded[0].same_story == ("b", "d") and folded[2].also_in == folded[2].same_story == ()
     assert nd.same("a", "b") and not nd.same("a", "c")

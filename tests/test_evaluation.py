@@ -37,6 +37,12 @@ def test_gold_article_second_after_dedup_gives_r1_0_r5_1_mrr_half():
     assert (s.recall_at_1, s.recall_at_5, s.recall_at_k, s.mrr_at_k) == (0.0, 1.0, 1.0, 0.5)
 
 
+def test_a_gold_article_folded_into_a_copy_of_its_story_counts_where_the_copy_ranks():
+    q = Question(id="q", question="?", gold_docs=("B",))
+    copy = rag.Passage(doc_id="C", title="", date=None, source=None, text="同一篇报道", score=0.0, same_story=("B",))
+    assert first_relevant_rank([_p("A"), copy, _p("D")], q) == 2
+
+
 def test_scores_over_several_questions():
     s = retrieval_scores("keyword", [1, 2, None, 7], k=5)
     assert s.questions == 4

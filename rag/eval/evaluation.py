@@ -128,8 +128,9 @@ def load_questions(path: str | Path, limit: int | None = None) -> list[Question]
 def first_relevant_rank(passages: list[Passage], question: Question) -> int | None:
     """1-based rank of the first relevant article, counting each article once (in rank order).
 
-    Relevant: its id is in ``gold_docs``; without gold ids, one of its retrieved passages
-    contains an ``evidence`` string (both sides compacted). None when no article is relevant.
+    Relevant: its id, or the id of a near-identical article folded into it (the same story
+    from another outlet, shown once), is in ``gold_docs``; without gold ids, one of its retrieved
+    passages contains an ``evidence`` string (both sides compacted). None when no article is relevant.
     """
     gold = set(question.gold_docs)
     evidence = [compact(e) for e in question.evidence] if not gold else []
@@ -140,7 +141,7 @@ def first_relevant_rank(passages: list[Passage], question: Question) -> int | No
         if best is not None and rank >= best:
             continue
         if gold:
-            hit = p.doc_id in gold
+            hit = p.doc_id in gold or not gold.isdisjoint(p.same_story)
         else:
             text = compact(p.text)
             hit = any(e and e in text for e in evidence)
