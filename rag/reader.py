@@ -34,6 +34,7 @@ MAX_SENTENCES = 8
 # "哪些项目" asks for a list of 项目: candidates naming that kind of thing come first
 _WHICH_KIND = re.compile(r"哪些([\u4e00-\u9fff]{2})")
 KIND_MARGIN = 1.0  # how far below the best score a candidate of the asked kind may be and still win
+_LIST_TAIL = r"等[^，,。；;：:！？!?、\s]{0,6}?"  # + the asked kind: "等6个项目", "等三家单位": a list's closing count
 
 
 @dataclass(frozen=True)
@@ -291,8 +292,23 @@ class Reader:
         others = scores[~same & np.isfinite(scores)]
         second = float(others.max()) if len(others) else best - 5.0
         p, (a, b), (sa, sb) = int(cands.passage[i]), cands.spans[i].tolist(), cands.sentence[i].tolist()
+        b = self._whole_list(question, passages[p].text, a, b, sb)
         return Span(text=passages[p].text[a:b], passage=p, start=a, end=b, sentence_start=sa, sentence_end=sb,
                     confidence=self.confidence(best, second))
+
+    @staticmethod
+    def _whole_list(question: Query, text: str, a: int, b: int, limit: int) -> int:
+        """The end of a "哪些X" list answer with its closing count: "A、B" followed by "等6个项目"
+        (X = 项目) ends after it, so the list is the whole list, as the article sums it up."""
+        m = _WHICH_KIND.search(question.normalized)
+        if not m or "、" not in text[a:b]:
+            return b
+        after = text[b:min(limit, b + 12)]
+        simplified = to_simplified(after)
+        tail = re.match(_LIST_TAIL + re.escape(m.group(1)), simplified)
+        if tail and len(simplified) == len(after):  # the same offsets in either script
+            return b + tail.end()
+        return b
 
     @staticmethod
     def _prefer_asked_kind(question: Query, passages: list[Passage], cands: Candidates, scores: np.ndarray) -> np.ndarray:
