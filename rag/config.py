@@ -66,6 +66,9 @@ class Config:
         fusion: how the two rankings are merged (docs/benchmarks.md, "Fusion"): ``"score"``
             adds their scores on a common scale, the dense side counting only as much as it
             is sure (rag/fusion.py); ``"rrf"`` is weighted reciprocal rank fusion.
+        article_fusion: with ``"score"`` fusion, rank articles by their best cosine and best BM25
+            (from different chunks if need be) and keep each article's chunks together
+            (docs/benchmarks.md, "The whole news archive"); False ranks chunks alone.
         dense_share: the dense side's share of a ``"score"`` fusion when it is sure (0 to 1).
         dense_scale: the cosine gap over the ``dense_candidates``-th candidate from which the
             dense side counts as sure (``"score"`` fusion); tuned with scripts/tune_fusion.py.
@@ -111,6 +114,7 @@ class Config:
     dense_candidates: int = 50
     keyword_candidates: int = 50
     fusion: Literal["score", "rrf"] = "score"
+    article_fusion: bool = True
     dense_share: float = 0.8
     dense_scale: float = 0.08
     rrf_k: int = 60

@@ -1,7 +1,7 @@
 """Fusion: the dense and keyword rankings merged into one, keeping each retriever's evidence."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Literal
 
 __all__ = ["Candidate", "fuse", "Method"]
@@ -53,6 +53,7 @@ def fuse(
     keyword_weight: float = 1.0,
     rrf_k: int = 60,
     boost: Callable[[str], bool] | None = None,
+    article_of: Callable[[str], str] | None = None,
 ) -> list[Candidate]:
     """Rows of both rankings (best first, each ``(key, score)``), ordered by fused score.
 
@@ -69,6 +70,11 @@ def fuse(
     A row one retriever did not return gets what that retriever's ``depth``-th candidate got
     (the most it can have). ``boost(key)`` True adds ``YEAR_LIFT`` (a question naming a year prefers
     that year's articles).
+
+    With ``article_of(key)`` (score fusion), articles are ranked, not chunks: an article's score
+    is the same formula over its best cosine and its best BM25 among the candidates (and its
+    lift), so an article whose best keyword chunk and best dense chunk differ gets both; that
+    score goes to the article's best chunk, the others keep their own.
 
     ``method="rrf"``: weighted reciprocal rank fusion, ``Σ weight / (rrf_k + rank + 1)``;
     ``boost`` adds half of a first place in one ranking.
@@ -101,5 +107,29 @@ def fuse(
             dense_score=d[0] if d else None, dense_rank=d[1] if d else None,
             keyword_score=kw[0] if kw else None, keyword_rank=kw[1] if kw else None,
         ))
+    if method == "score" and article_of is not None:
+        return _by_article(out, article_of, lambda c: (
+            d_scale(c.dense_score) if c.dense_score is not None else 0.0,
+            k_scale(c.keyword_score),
+            YEAR_LIFT if boost is not None and boost(c.key) else 0.0,
+        ), w, order)
     out.sort(key=lambda c: (-c.score, order[c.key]))
     return out
+
+
+def _by_article(chunks: list[Candidate], article_of: Callable[[str], str],
+                parts: Callable[[Candidate], tuple[float, float, float]], w: float, order: dict[str, int]) -> list[Candidate]:
+    """Chunks grouped by article, articles ordered by ``w * best dense + (1 - w) * best keyword
+    + best lift`` over their chunks: an article's best chunk takes that score, its other chunks keep
+    their own (so the first passages stay one per article when other articles score higher)."""
+    best: dict[str, list[float]] = {}
+    for c in chunks:
+        d, k, lift = parts(c)
+        b = best.setdefault(article_of(c.key), [0.0, 0.0, 0.0])
+        b[0], b[1], b[2] = max(b[0], d), max(b[1], k), max(b[2], lift)
+    score = {a: w * d + (1 - w) * k + lift for a, (d, k, lift) in best.items()}
+    lead: dict[str, str] = {}  # article → its best chunk, which takes the article's score
+    for c in sorted(chunks, key=lambda c: (-c.score, order[c.key])):
+        lead.setdefault(article_of(c.key), c.key)
+    scored = [replace(c, score=score[a]) if lead[a] == c.key else c for c in chunks for a in (article_of(c.key),)]
+    return sorted(scored, key=lambda c: (-c.score, order[c.key]))

@@ -256,8 +256,12 @@ class Retriever:
         fused = fuse(dense, keyword, method=cfg.fusion, dense_share=cfg.dense_share, dense_scale=cfg.dense_scale,
                      depth=min(cfg.dense_candidates, cfg.keyword_candidates), rrf_k=cfg.rrf_k,
                      dense_weight=cfg.dense_weight if hybrid else 1.0, keyword_weight=cfg.keyword_weight if hybrid else 1.0,
-                     boost=self._year_boost(prefer_year) if prefer_year else None)
+                     boost=self._year_boost(prefer_year) if prefer_year else None,
+                     article_of=self._article_of if hybrid and cfg.article_fusion else None)
         return self._duplicates.fold([self._passage(c) for c in fused[: 3 * k]])[:k]
+
+    def _article_of(self, key: str) -> str:
+        return self._by_key[key].doc_id
 
     def _year_boost(self, year: int):
         mark = f"{year}年"

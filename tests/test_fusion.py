@@ -102,3 +102,18 @@ def test_empty_rankings_fuse_to_nothing(method):
 def test_fusion_settings_are_validated(changes, message):
     with pytest.raises(ConfigError, match=message):
         Config().with_(**changes)
+
+
+def test_an_article_gets_its_best_dense_and_its_best_keyword_chunk_though_they_differ():
+    """Article a: chunk a@0 is keyword's second, a@1 dense's first. Chunk by chunk, b@0 (keyword's
+    first, not found by dense) wins; article by article, a has strong evidence from both sides."""
+    dense = [("a@1", 0.86), ("c@0", 0.83), ("d@0", 0.80)]
+    keyword = [("b@0", 10.0), ("a@0", 9.8), ("c@1", 1.0)]
+    by_chunk = fuse(dense, keyword, depth=3)
+    assert keys(by_chunk)[:3] == ["b@0", "a@0", "a@1"]
+    by_article = fuse(dense, keyword, depth=3, article_of=lambda key: key.split("@")[0])
+    # a's best chunk takes the article's score; its other chunk keeps its own, after b's
+    assert keys(by_article)[:3] == ["a@0", "b@0", "a@1"]
+    w = 0.8 * (0.06 / 0.08) ** 2
+    assert by_article[0].score == pytest.approx(w * 0.75 + (1 - w) * 0.98)
+    assert by_article[0].dense_score is None and by_article[0].keyword_score == 9.8  # the chunk's own evidence
