@@ -105,8 +105,8 @@ class LocalEngine(Engine):
         wanted = [(k, self._position[k]) for k in keys if k in self._position]
         if not wanted:
             return {}
-        matrix = self._vectors.vectors()
-        return {k: matrix[p] for k, p in wanted}
+        matrix = self._vectors.rows(np.array([p for _, p in wanted], dtype=np.int64))
+        return {k: matrix[i] for i, (k, _) in enumerate(wanted)}
 
     def idf(self, token: str) -> float:
         return self._keywords.idf(token)

@@ -67,8 +67,9 @@ def _publish(base: "Retriever", merged: dict[str, Article], report: UpdateReport
     removed_chunks = [c for c in base.chunks if c.doc_id in stale]
     new_chunks = chunk_articles(fresh, config)
     known = {}
-    if base.embedder is not None:
-        rows = rows_of(base.chunks, base.articles, config)
+    if base.embedder is not None and new_chunks:  # vectors of identical chunks already in the index
+        wanted = {c.id for c in new_chunks}
+        rows = rows_of([c for c in base.chunks if c.id in wanted], base.articles, config)
         by_key = base.engine.vectors(r.key for r in rows)
         known = {r.chunk_id: by_key[r.key] for r in rows if r.key in by_key}
     engine, report.embedded, _ = index_changes(

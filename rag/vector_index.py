@@ -89,6 +89,13 @@ class VectorIndex:
         params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(ids))
         return self._index.search(q, min(k, len(ids)), params=params)
 
+    def rows(self, positions: np.ndarray) -> np.ndarray:
+        """The stored vectors of these rows (len(positions) x dim), decoded to float32."""
+        positions = np.asarray(positions, dtype=np.int64)
+        if len(positions) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return self._index.reconstruct_batch(positions)
+
     def updated(self, keep: np.ndarray, new: np.ndarray) -> "VectorIndex":
         """A new index of the rows ``keep`` (in order) followed by ``new``; this one is left as it was."""
         import faiss
@@ -96,6 +103,10 @@ class VectorIndex:
         keep = np.asarray(keep, dtype=np.int64)
         if len(keep) == self.size and np.array_equal(keep, np.arange(self.size)):
             index = faiss.clone_index(self._index)  # nothing removed: copy, no reconstruction
+        elif len(keep) == 0 or np.all(np.diff(keep) > 0):  # rows removed, order kept: drop them from a copy
+            index = faiss.clone_index(self._index)
+            gone = np.setdiff1d(np.arange(self.size, dtype=np.int64), keep)
+            index.remove_ids(faiss.IDSelectorBatch(gone))
         else:
             index = _empty(self.dim, self.storage)
             if len(keep):

@@ -194,3 +194,15 @@ def test_lock_is_reentrant_in_a_thread_but_not_across_threads(tiny_index):
     assert len(seen) == 1
     with store.lock():  # released
         pass
+
+
+def test_records_write_every_field():
+    """to_dict is written field by field (speed): it must hold every field, as asdict would."""
+    import dataclasses
+
+    from rag.records import Article, Chunk
+
+    a = Article(id="x", title="标题", text="正文", date="2021-12-03", source="长江日报", url="http://a", origin="f.txt")
+    c = Chunk(id="c", doc_id="x", text="正文", start=0, end=2, title="标题")
+    assert a.to_dict() == dataclasses.asdict(a) and Article.from_dict(a.to_dict()) == a
+    assert c.to_dict() == dataclasses.asdict(c) and Chunk.from_dict(c.to_dict()) == c
