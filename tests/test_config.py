@@ -14,6 +14,7 @@ from rag import Config, ConfigError
     ({"rrf_k": 0}, "rrf_k must be at least 1"),
     ({"dense_weight": 0, "keyword_weight": 0}, "dense_weight and keyword_weight"),
     ({"decline_threshold": 1.5}, "decline_threshold must be a probability"),
+    ({"vector_storage": "int4"}, "vector_storage must be float16 or float32, got .int4."),
     ({"engine": "elastic"}, "engine must be one of local, milvus"),
     ({"engine": "milvus"}, "engine 'milvus' needs milvus_uri"),
     ({"bm25_k1": 0}, "bm25_k1 must be > 0"),
