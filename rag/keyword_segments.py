@@ -28,6 +28,7 @@ import shutil
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Callable
 
@@ -53,7 +54,7 @@ class Segment:
     origin: Path | None = None
     dead_df: dict[str, int] = field(default_factory=dict)
 
-    @property
+    @cached_property
     def live(self) -> int:
         return int((self.rows >= 0).sum())
 
@@ -123,12 +124,8 @@ class KeywordSegments:
         keep = np.asarray(keep, dtype=np.int64)
         remap = np.full(self.n_docs + 1, -1, dtype=np.int64)  # the extra slot maps -1 to -1
         remap[keep] = np.arange(len(keep), dtype=np.int64)
-        everything = len(keep) == self.n_docs and np.array_equal(keep, np.arange(self.n_docs))
         segments = []
         for seg in self.segments:
-            if everything:
-                segments.append(seg)
-                continue
             rows = remap[seg.rows]
             if not (rows >= 0).any():
                 continue  # every document gone

@@ -97,20 +97,17 @@ class VectorIndex:
         return self._index.reconstruct_batch(positions)
 
     def updated(self, keep: np.ndarray, new: np.ndarray) -> "VectorIndex":
-        """A new index of the rows ``keep`` (in order) followed by ``new``; this one is left as it was."""
+        """A new index of the rows ``keep`` (ascending) followed by ``new``; this one is left as it
+        was. The dropped rows are removed from a copy: nothing is decoded and encoded again."""
         import faiss
 
         keep = np.asarray(keep, dtype=np.int64)
-        if len(keep) == self.size and np.array_equal(keep, np.arange(self.size)):
-            index = faiss.clone_index(self._index)  # nothing removed: copy, no reconstruction
-        elif len(keep) == 0 or np.all(np.diff(keep) > 0):  # rows removed, order kept: drop them from a copy
-            index = faiss.clone_index(self._index)
-            gone = np.setdiff1d(np.arange(self.size, dtype=np.int64), keep)
+        if np.any(np.diff(keep) <= 0):
+            raise ValueError("rows to keep must be ascending")
+        index = faiss.clone_index(self._index)
+        gone = np.setdiff1d(np.arange(self.size, dtype=np.int64), keep)
+        if len(gone):
             index.remove_ids(faiss.IDSelectorBatch(gone))
-        else:
-            index = _empty(self.dim, self.storage)
-            if len(keep):
-                index.add(np.ascontiguousarray(self.vectors()[keep]))
         if len(new):
             index.add(np.ascontiguousarray(new, dtype=np.float32))
         return VectorIndex(index)
