@@ -15,6 +15,7 @@ from .followup import rewrite, rewrite_with_llm
 from .llm import ChatModel, build_messages, check_citations
 from .query import Query
 from .reader import Reader, Span
+from .reader_neural import PairEncoder
 from .records import Answer, Passage
 from .text import is_traditional, to_simplified, to_traditional
 
@@ -42,6 +43,9 @@ class Searcher(Protocol):
 
     @property
     def calibration(self) -> str | None: ...
+
+    @property
+    def reader_encoder(self) -> PairEncoder | None: ...
 
 
 @dataclass(frozen=True)
@@ -257,7 +261,7 @@ class Assistant:
     def _span(self, q: Query, passages: list[Passage], candidates: list[Sentence]) -> Span | None:
         """The reader's short answer when it is confident enough (``config.short_min_confidence``)."""
         try:
-            span = self.reader.read(q, passages, candidates)
+            span = self.reader.read(q, passages, candidates, encoder=self.retriever.reader_encoder)
         except Exception:  # noqa: BLE001 - a reader fault costs the short answer, never the answer
             log.exception("reader failed on %r; answering with sentences only", q.text)
             return None

@@ -87,6 +87,9 @@ class Config:
             extractive answers (scripts/tune_answers.py): weight of a question word that is also
             in the title, bonus for holding the kind of thing asked, bonus of higher-ranked
             passages, and the share of the best score a second sentence needs.
+        span_head: let the reader score tokens with its span head on e5's token states (when the
+            index runs e5-small; ~25 ms per question); off, candidates are ranked on lexical
+            features alone.
         short_min_confidence: the reader's confidence under which no short answer is given.
         short_alone_confidence: the reader's confidence from which the sentence holding the short
             answer is the whole answer (below it a second sentence may join); chosen on CMRC
@@ -131,6 +134,7 @@ class Config:
     type_bonus: float = 0.15
     rank_bonus: float = 0.08
     second_ratio: float = 0.7
+    span_head: bool = True
     short_min_confidence: float = 0.3
     short_alone_confidence: float = 0.6
     llm_base_url: str = ""

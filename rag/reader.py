@@ -21,10 +21,11 @@ from .extractive import Sentence, select_sentences, sentence_spans
 from .query import Query
 from .reader_features import (FEATURE_NAMES, LEX_TABLES, NF, apply_lexical, question_info,
                               sentence_candidates)
+from .reader_neural import NEURAL_FEATURES, PairEncoder, SpanHead, neural_features
 from .records import Passage
 from .text import to_simplified
 
-__all__ = ["Span", "Reader", "Trees", "Candidates", "collect_candidates", "MODEL_DIR", "FORMAT_VERSION"]
+__all__ = ["Span", "Reader", "NeuralRanker", "Trees", "Candidates", "collect_candidates", "MODEL_DIR", "FORMAT_VERSION"]
 
 log = logging.getLogger(__name__)
 
@@ -199,6 +200,16 @@ class Trees:
         return cls(feature, threshold, left, right, value, roots, depth)
 
 
+@dataclass(frozen=True)
+class NeuralRanker:
+    """The span head on the encoder's token states, and the trees that weigh its scores with the
+    lexical features (``FEATURE_NAMES + NEURAL_FEATURES``)."""
+
+    head: SpanHead
+    trees: Trees
+    calibration: tuple[float, float, float]
+
+
 class Reader:
     """Picks the answer span from retrieved passages.
 
@@ -213,12 +224,13 @@ class Reader:
     PRUNE_KEEP = 64  # candidates scored by all the trees
 
     def __init__(self, trees: Trees, lex: dict[str, np.ndarray], calibration: tuple[float, float, float],
-                 meta: dict | None = None, max_sentences: int = MAX_SENTENCES):
+                 meta: dict | None = None, max_sentences: int = MAX_SENTENCES, neural: NeuralRanker | None = None):
         self.trees = trees
         self.lex = lex
         self.calibration = calibration
         self.meta = meta or {}
         self.max_sentences = max_sentences
+        self.neural = neural
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> "Reader":
@@ -237,7 +249,22 @@ class Reader:
             raise RagError(f"{meta_path}: reader format {meta.get('format_version')} or its feature list does not "
                            f"match this code (format {FORMAT_VERSION}); retrain it with scripts/train_reader.py")
         cal = meta["calibration"]
-        return cls(trees, lex, (cal["a"], cal["b"], cal["c"]), meta)
+        neural = None
+        if "neural" in meta:
+            info = meta["neural"]
+            if info.get("features") != FEATURE_NAMES + NEURAL_FEATURES:
+                raise RagError(f"{meta_path}: the neural ranker's feature list does not match this code; "
+                               "retrain it with scripts/train_reader.py")
+            try:
+                with np.load(folder / "trees_neural.npz") as d:
+                    neural_trees = Trees.from_arrays(d)
+                head = SpanHead.load(folder / "span_head.npz")
+            except (OSError, ValueError, KeyError) as e:
+                raise RagError(f"cannot load the reader's span head from {folder}: {e}; retrain it with "
+                               "scripts/train_reader.py") from e
+            nc = info["calibration"]
+            neural = NeuralRanker(head, neural_trees, (nc["a"], nc["b"], nc["c"]))
+        return cls(trees, lex, (cal["a"], cal["b"], cal["c"]), meta, neural=neural)
 
     def save(self, path: str | Path, meta: dict | None = None) -> None:
         folder = Path(path)
@@ -250,40 +277,68 @@ class Reader:
                                 "formula": "sigmoid(a * score + b * (score - second_score) + c)"},
                 **(meta or self.meta)}
         info["format_version"], info["features"] = FORMAT_VERSION, FEATURE_NAMES
+        if self.neural is not None:
+            np.savez_compressed(folder / "trees_neural.npz", **self.neural.trees.to_arrays())
+            self.neural.head.save(folder / "span_head.npz")
+            a, b, c = self.neural.calibration
+            info["neural"] = {**info.get("neural", {}), "features": FEATURE_NAMES + NEURAL_FEATURES,
+                              "calibration": {"a": a, "b": b, "c": c}}
+        else:
+            info.pop("neural", None)
         (folder / "reader.json").write_text(json.dumps(info, ensure_ascii=False, indent=1), encoding="utf-8")
 
-    def score(self, cands: Candidates) -> np.ndarray:
-        """Ranking scores of the candidates (higher is better)."""
+    def score(self, cands: Candidates, neural: np.ndarray | None = None) -> np.ndarray:
+        """Ranking scores of the candidates (higher is better); with ``neural`` (the candidates'
+        :func:`neural_features`) by the neural ranker's trees."""
         if len(cands) == 0:
             return np.zeros(0)
         X = cands.features.copy()
         apply_lexical(X, cands.word_keys, self.lex)
+        trees = self.trees
+        if neural is not None:
+            X = np.hstack([X, neural])
+            trees = self.neural.trees
         stage, keep = self.PRUNE_TREES, self.PRUNE_KEEP
-        if len(X) <= keep or len(self.trees.roots) <= stage:
-            return self.trees.predict(X)
+        if len(X) <= keep or len(trees.roots) <= stage:
+            return trees.predict(X)
         # the first trees rank every candidate; the rest only the best of them
-        scores = self.trees.predict(X, 0, stage)
+        scores = trees.predict(X, 0, stage)
         top = np.argpartition(-scores, keep)[:keep]
         out = np.full(len(X), -np.inf)
-        out[top] = scores[top] + self.trees.predict(X[top], stage)
+        out[top] = scores[top] + trees.predict(X[top], stage)
         return out
 
-    def confidence(self, best: float, second: float) -> float:
-        a, b, c = self.calibration
+    def neural_features(self, question: Query, passages: list[Passage], cands: Candidates,
+                        encoder: PairEncoder) -> np.ndarray:
+        """:func:`rag.reader_neural.neural_features` of the candidates: the span head reads every
+        sentence that holds one, with the question, through ``encoder``."""
+        keys = list(zip(cands.passage.tolist(), cands.sentence[:, 0].tolist(), cands.sentence[:, 1].tolist()))
+        read = list(dict.fromkeys(keys))
+        logits = self.neural.head.read(encoder, question.text, [passages[p].text[a:b] for p, a, b in read])
+        return neural_features(keys, cands.spans - cands.sentence[:, :1], dict(zip(read, logits)))
+
+    def confidence(self, best: float, second: float, neural: bool = False) -> float:
+        a, b, c = self.neural.calibration if neural else self.calibration
         z = a * best + b * (best - second) + c
         return 1.0 / (1.0 + math.exp(-max(min(z, 50.0), -50.0)))
 
-    def read(self, question: Query, passages: list[Passage], sentences: list[Sentence] | None = None) -> Span | None:
+    def read(self, question: Query, passages: list[Passage], sentences: list[Sentence] | None = None,
+             encoder: PairEncoder | None = None) -> Span | None:
         """The best answer span, or None when the passages hold no candidate.
 
         ``sentences``: scored sentences of the passages, best first (``select_sentences``); the
-        first few are read. Without them every sentence of the passages is read.
+        first few are read. Without them every sentence of the passages is read. ``encoder``: the
+        index's e5 embedder, for the span head (:mod:`rag.reader_neural`); without it (or when
+        the reader has no head) the candidates are ranked on the lexical features alone.
         """
         question = Query.of(question)
         cands = collect_candidates(question, passages, sentences, max_sentences=self.max_sentences)
         if len(cands) == 0:
             return None
-        scores = self._prefer_asked_kind(question, passages, cands, self.score(cands))
+        nn = None
+        if encoder is not None and self.neural is not None:
+            nn = self.neural_features(question, passages, cands, encoder)
+        scores = self._prefer_asked_kind(question, passages, cands, self.score(cands, nn))
         i = int(np.argmax(scores))
         best = float(scores[i])
         # the runner-up that does not overlap the best span (an overlapping one is the same answer)
@@ -294,7 +349,7 @@ class Reader:
         p, (a, b), (sa, sb) = int(cands.passage[i]), cands.spans[i].tolist(), cands.sentence[i].tolist()
         b = self._whole_list(question, passages[p].text, a, b, sb)
         return Span(text=passages[p].text[a:b], passage=p, start=a, end=b, sentence_start=sa, sentence_end=sb,
-                    confidence=self.confidence(best, second))
+                    confidence=self.confidence(best, second, neural=nn is not None))
 
     @staticmethod
     def _whole_list(question: Query, text: str, a: int, b: int, limit: int) -> int:

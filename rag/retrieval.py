@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Iterable, Literal
 from .chunking import chunk_articles
 from .config import Config
 from .duplicates import NearDuplicates
+from .embedding.base import E5_SMALL
 from .engine import Engine, engine_class
 from .errors import IndexMismatchError, QueryError, RagError, SourceError
 from .fusion import Candidate, fuse
@@ -23,6 +24,7 @@ from .version import __version__
 
 if TYPE_CHECKING:
     from .embedding import Embedder
+    from .reader_neural import PairEncoder
 
 __all__ = ["Retriever", "BuildReport", "UpdateReport"]
 
@@ -297,6 +299,16 @@ class Retriever:
         """The model whose cosine scale the assistant's decline decision was fitted for, or None
         (keyword-only index, or an embedder without a fitted calibration)."""
         return getattr(self.embedder, "calibration", None) if self.embedder is not None else None
+
+    @property
+    def reader_encoder(self) -> "PairEncoder | None":
+        """The embedder, when the answer reader's span head can read its token states (the e5-small
+        it was trained on) and ``config.span_head`` is on, else None (the reader then ranks on
+        lexical features alone)."""
+        if (not self.config.span_head or self.embedder is None or not hasattr(self.embedder, "pair_states")
+                or self.calibration != E5_SMALL):
+            return None
+        return self.embedder
 
     # --- the index on disk --------------------------------------------------------------------
     @staticmethod

@@ -89,7 +89,7 @@ def passage_of(item: Item) -> Passage:
 
 
 def evaluate(reader: Reader, items: list[Item], idf, *, simplify_question: bool = False,
-             all_sentences: bool = False) -> dict:
+             all_sentences: bool = False, encoder=None) -> dict:
     config = Config()
     em = f1 = bem = bf1 = length = 0.0
     latencies = []
@@ -101,7 +101,7 @@ def evaluate(reader: Reader, items: list[Item], idf, *, simplify_question: bool 
         bem += span_em(base, it.answers)
         bf1 += span_f1(base, it.answers)
         t0 = time.perf_counter()
-        span = reader.read(q, passages, None if all_sentences else sents)
+        span = reader.read(q, passages, None if all_sentences else sents, encoder=encoder)
         latencies.append(time.perf_counter() - t0)
         pred = span.text if span else ""
         em += span_em(pred, it.answers)
@@ -114,16 +114,23 @@ def evaluate(reader: Reader, items: list[Item], idf, *, simplify_question: bool 
             "latency_ms_p95": 1000 * latencies[int(0.95 * (len(latencies) - 1))] if latencies else 0.0}
 
 
-def run(reader: Reader, sets: dict[str, list[Item]], limit: int | None = None, all_sentences: bool = False) -> dict:
-    """Held-out results per set: CMRC, DRCD (Traditional questions), DRCD (Simplified questions)."""
+def run(reader: Reader, sets: dict[str, list[Item]], limit: int | None = None, all_sentences: bool = False,
+        neural: bool = True) -> dict:
+    """Held-out results per set: CMRC, DRCD (Traditional questions), DRCD (Simplified questions);
+    with the span head on e5's token states when the reader has one and ``neural``."""
+    encoder = None
+    if neural and reader.neural is not None:
+        from rag.embedding import E5Int8Embedder
+
+        encoder = E5Int8Embedder()
     out = {}
     for name, items in sets.items():
         idf = make_idf(sorted({it.text for it in items}))
         held = [it for it in items if held_out(it.article)][:limit]
-        out[name] = evaluate(reader, held, idf, all_sentences=all_sentences)
+        out[name] = evaluate(reader, held, idf, all_sentences=all_sentences, encoder=encoder)
         if name == "drcd":
             out["drcd_simplified_questions"] = evaluate(reader, held, idf, simplify_question=True,
-                                                        all_sentences=all_sentences)
+                                                        all_sentences=all_sentences, encoder=encoder)
     return out
 
 
@@ -134,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default=None, help="reader folder (default: the shipped rag/reader_model)")
     ap.add_argument("--limit", type=int, default=None, help="at most this many held-out questions per set")
     ap.add_argument("--all-sentences", action="store_true", help="read every sentence, not the top 8")
+    ap.add_argument("--lexical-only", action="store_true", help="rank on the lexical features alone (no span head)")
     args = ap.parse_args(argv)
     sets = {}
     if args.cmrc:
@@ -143,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     if not sets:
         ap.error("give --cmrc and/or --drcd")
     reader = Reader.load(args.model)
-    results = run(reader, sets, args.limit, args.all_sentences)
+    results = run(reader, sets, args.limit, args.all_sentences, neural=not args.lexical_only)
     print(f"{'set':28} {'n':>5} {'reader EM':>9} {'F1':>6} {'sentence EM':>11} {'F1':>6} {'short chars':>11} "
           f"{'ms/q':>6} {'p95':>6}")
     for name, r in results.items():

@@ -31,8 +31,9 @@ from rag.config import Config
 from rag.eval.metrics import span_f1
 from rag.extractive import select_sentences
 from rag.query import Query
-from rag.reader import MODEL_DIR, Reader, Trees, collect_candidates
+from rag.reader import MODEL_DIR, NeuralRanker, Reader, Trees, collect_candidates
 from rag.reader_features import FEATURE_NAMES, LEX_SIZE, LEX_TABLES, QTYPES, aligned_fold
+from rag.reader_neural import NEURAL_FEATURES, neural_features
 
 ROOT = Path(__file__).resolve().parent.parent
 FOLDS = 5
@@ -64,8 +65,10 @@ def offset_f1(spans: np.ndarray, golds: list[tuple[int, int]]) -> np.ndarray:
     return best
 
 
-def extract(items, idf_by_set, rng, max_neg: int, keep_all: bool):
-    """Features of the questions' candidates: rows, labels, groups, lexical counts per fold."""
+def extract(items, idf_by_set, rng, max_neg: int, keep_all: bool, neural: dict | None = None):
+    """Features of the questions' candidates: rows, labels, groups, lexical counts per fold.
+    ``neural``: per question id, the span head's scores of its sentences (``--neural``): the
+    ``NEURAL_FEATURES`` columns follow the lexical ones."""
     config = Config()
     Xs, keys, labels, groups, qids = [], [], [], [], []
     counts = np.zeros((FOLDS, len(LEX_TABLES), 2, len(QTYPES) * LEX_SIZE), np.float64)
@@ -91,6 +94,10 @@ def extract(items, idf_by_set, rng, max_neg: int, keep_all: bool):
             k = c.word_keys[:, t]
             counts[fold, t, 0] += np.bincount(k, minlength=counts.shape[-1])
             counts[fold, t, 1] += np.bincount(k, weights=ok, minlength=counts.shape[-1])
+        X = c.features
+        if neural is not None:
+            sentence_of = list(zip(c.passage.tolist(), c.sentence[:, 0].tolist(), c.sentence[:, 1].tolist()))
+            X = np.hstack([X, neural_features(sentence_of, c.spans - c.sentence[:, :1], neural.get(it.id, {}))])
         idx = np.arange(len(c))
         if not keep_all:
             pos = idx[f1 > 0]
@@ -98,7 +105,7 @@ def extract(items, idf_by_set, rng, max_neg: int, keep_all: bool):
             if len(neg) > max_neg:
                 neg = rng.choice(neg, max_neg, replace=False)
             idx = np.sort(np.concatenate([pos, neg]))
-        Xs.append(c.features[idx])
+        Xs.append(X[idx])
         keys.append(c.word_keys[idx])
         labels.append(f1[idx])
         groups.append(np.full(len(idx), fold))
@@ -138,6 +145,109 @@ def top1(scores: np.ndarray, qid: np.ndarray):
     return [s + int(np.argmax(scores[s:e])) for s, e in zip(starts, ends)], starts, ends
 
 
+def fit_trees(lgb, tr: dict, va: dict, names: list[str], args, counts: np.ndarray):
+    """LambdaRank trees over the rows of ``tr`` (word tables out of fold), early-stopped on ``va``."""
+    keep = np.ones(len(tr["X"]), bool)
+    if args.train_fraction < 1.0:  # learning curve: keep a fraction of the training questions
+        qs = np.unique(tr["qid"])
+        chosen = np.random.default_rng(args.seed).choice(qs, int(len(qs) * args.train_fraction), replace=False)
+        keep = np.isin(tr["qid"], chosen)
+    Xtr, keys_tr, f1_tr, fold_tr, qid_tr = (tr[k][keep] for k in ("X", "keys", "f1", "fold", "qid"))
+    Xtr = Xtr.copy()
+    for k in range(FOLDS):  # out-of-fold word tables for the training rows
+        rows = np.flatnonzero(fold_tr == k)
+        sub = Xtr[rows]
+        fill_lex(sub, keys_tr[rows], lex_tables(counts[np.arange(FOLDS) != k].sum(0)))
+        Xtr[rows] = sub
+    Xva = va["X"].copy()
+    fill_lex(Xva, va["keys"], lex_tables(counts.sum(0)))
+    dropped = [f for f in args.drop.split(",") if f]
+    for f in dropped:
+        Xtr[:, names.index(f)] = 0
+        Xva[:, names.index(f)] = 0
+    params = {"learning_rate": args.lr, "num_leaves": args.leaves, "min_data_in_leaf": 40, "feature_fraction": 0.8,
+              "bagging_fraction": 0.8, "bagging_freq": 1, "lambda_l2": 1.0, "verbose": -1, "num_threads": 2,
+              "seed": args.seed, "max_bin": 63, "max_depth": args.depth}
+    if args.objective == "lambdarank":
+        params.update(objective="lambdarank", metric="ndcg", eval_at=[1], lambdarank_truncation_level=20)
+        ytr, yva = grade(f1_tr), grade(va["f1"])
+        gtr = np.diff(np.concatenate([[0], np.flatnonzero(np.diff(qid_tr)) + 1, [len(qid_tr)]]))
+        gva = np.diff(np.concatenate([[0], np.flatnonzero(np.diff(va["qid"])) + 1, [len(va["qid"])]]))
+        dtr = lgb.Dataset(Xtr, ytr, group=gtr, feature_name=names, free_raw_data=False)
+        dva = lgb.Dataset(Xva, yva, group=gva, reference=dtr)
+    else:
+        params.update(objective="binary", metric="binary_logloss")
+        dtr = lgb.Dataset(Xtr, (f1_tr >= 0.8).astype(float), feature_name=names)
+        dva = lgb.Dataset(Xva, (va["f1"] >= 0.8).astype(float), reference=dtr)
+    t0 = time.time()
+    booster = lgb.train(params, dtr, args.rounds, valid_sets=[dva],
+                        callbacks=[lgb.early_stopping(60, verbose=False), lgb.log_evaluation(100)])
+    print(f"best iteration {booster.best_iteration}, training {time.time() - t0:.0f} s")
+    trees = Trees.from_lightgbm(booster.dump_model(num_iteration=booster.best_iteration), names)
+    sva = booster.predict(Xva, num_iteration=booster.best_iteration, raw_score=True)
+    assert np.allclose(trees.predict(Xva[:3000]), sva[:3000], atol=1e-5), "numpy trees disagree with lightgbm"
+    best, starts, ends = top1(sva, va["qid"])
+    f1s = va["f1"][best]
+    print(f"validation top-1 offset F1 {np.mean(f1s):.3f}, share >= 0.8: {(f1s >= 0.8).mean():.3f}")
+    pruned = []
+    for s, e in zip(starts, ends):
+        sc = sva[s:e]
+        if e - s > Reader.PRUNE_KEEP:
+            first = trees.predict(Xva[s:e], 0, Reader.PRUNE_TREES)
+            top = np.argpartition(-first, Reader.PRUNE_KEEP)[:Reader.PRUNE_KEEP]
+            sc = np.full(e - s, -np.inf)
+            sc[top] = sva[s:e][top]
+        pruned.append(va["f1"][s + int(np.argmax(sc))])
+    print(f"validation top-1 offset F1 with pruning to {Reader.PRUNE_KEEP} after {Reader.PRUNE_TREES} trees: "
+          f"{np.mean(pruned):.3f}")
+    gain = booster.feature_importance("gain", iteration=booster.best_iteration)
+    importance = sorted(zip(names, gain.tolist()), key=lambda x: -x[1])
+    print("top features by gain:", [(n, round(g)) for n, g in importance[:15]])
+    record = {"params": {**params, "rounds": booster.best_iteration, "max_neg": args.max_neg, "objective": args.objective,
+                         "dropped_features": dropped, "train_fraction": args.train_fraction},
+              "questions_trained": int(len(np.unique(qid_tr))), "top1_offset_f1": float(np.mean(f1s)),
+              "feature_gain": importance[:20]}
+    return trees, record
+
+
+def calibrate(reader: Reader, val_items, idf_by_set, neural: dict | None):
+    """Fit the confidence (P(character F1 >= 0.8) from the best score and its margin over the best
+    non-overlapping runner-up, the reader's own rule) on the validation questions."""
+    from sklearn.linear_model import LogisticRegression
+
+    config = Config()
+    conf_x, conf_y = [], []
+    for it in val_items:
+        q = Query.of(it.question)
+        passages = [passage_of(it)]
+        sents = select_sentences(q, passages, idf_by_set[it.set], config)
+        cands = collect_candidates(q, passages, sents)
+        if len(cands) == 0:
+            continue
+        nn = None
+        if neural is not None:
+            keys = list(zip(cands.passage.tolist(), cands.sentence[:, 0].tolist(), cands.sentence[:, 1].tolist()))
+            nn = neural_features(keys, cands.spans - cands.sentence[:, :1], neural.get(it.id, {}))
+        sc = reader.score(cands, nn)
+        i = int(np.argmax(sc))
+        same = (cands.spans[:, 0] < cands.spans[i, 1]) & (cands.spans[:, 1] > cands.spans[i, 0])
+        rest = ~same & np.isfinite(sc)
+        second = sc[rest].max() if rest.any() else sc[i] - 5
+        a_, b_ = cands.spans[i]
+        conf_x.append([sc[i], sc[i] - second])
+        conf_y.append(span_f1(it.text[a_:b_], it.answers) >= 0.8)
+    conf_x, conf_y = np.array(conf_x), np.array(conf_y)
+    model = LogisticRegression(C=1.0).fit(conf_x, conf_y)
+    a, b = model.coef_[0]
+    c = model.intercept_[0]
+    p = model.predict_proba(conf_x)[:, 1]
+    bins = np.clip((p * 5).astype(int), 0, 4)
+    calib = [(f"{k / 5:.1f}-{(k + 1) / 5:.1f}", int((bins == k).sum()), float(conf_y[bins == k].mean()) if (bins == k).any() else None)
+             for k in range(5)]
+    print("calibration on validation (bin, n, share right):", calib)
+    return (float(a), float(b), float(c)), calib
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cmrc", nargs=2, metavar=("ARTICLES", "QA"), required=True)
@@ -153,11 +263,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--train-fraction", type=float, default=1.0, help="learning curve: use part of the training questions")
     ap.add_argument("--drop", default="", help="comma-separated features to ablate (set to 0)")
     ap.add_argument("--seed", type=int, default=13)
+    ap.add_argument("--neural", action="store_true", help="also train the span head on e5's token states and "
+                    "the trees that use it (the reader uses them when the index runs e5-small)")
+    ap.add_argument("--head-epochs", type=int, default=8)
+    ap.add_argument("--head-folds", type=int, default=3)
     ap.add_argument("--eval-limit", type=int, default=None)
     ap.add_argument("--no-eval", action="store_true")
     args = ap.parse_args(argv)
     import lightgbm as lgb
-    from sklearn.linear_model import LogisticRegression
 
     t_start = time.time()
     sets = {"cmrc": load_set("cmrc", *args.cmrc), "drcd": load_set("drcd", *args.drcd)}
@@ -183,125 +296,77 @@ def main(argv: list[str] | None = None) -> int:
         va = extract(val_items, idf_by_set, rng, args.max_neg, keep_all=True)
         print(f"features: {time.time() - t0:.0f} s, {len(tr['X'])} training rows, {len(va['X'])} validation rows")
         path.write_bytes(pickle.dumps((tr, va), protocol=5))
-    t_train = time.time()
     ceil = np.concatenate([tr["ceiling"], va["ceiling"]])
     print(f"candidate ceiling (top-8 sentences, training+validation questions): best F1 {ceil[:, 0].mean():.3f}, "
           f"exact span present {ceil[:, 1].mean():.3f}")
-
-    # learning curve: keep a fraction of the training questions
-    keep = np.ones(len(tr["X"]), bool)
-    if args.train_fraction < 1.0:
-        qs = np.unique(tr["qid"])
-        chosen = np.random.default_rng(args.seed).choice(qs, int(len(qs) * args.train_fraction), replace=False)
-        keep = np.isin(tr["qid"], chosen)
-    Xtr, keys_tr, f1_tr, fold_tr, qid_tr = (tr[k][keep] for k in ("X", "keys", "f1", "fold", "qid"))
-    counts = tr["counts"]
-    Xtr = Xtr.copy()
-    for k in range(FOLDS):  # out-of-fold word tables for the training rows
-        rows = np.flatnonzero(fold_tr == k)
-        sub = Xtr[rows]
-        fill_lex(sub, keys_tr[rows], lex_tables(counts[np.arange(FOLDS) != k].sum(0)))
-        Xtr[rows] = sub
-    tables = lex_tables(counts.sum(0))
-    Xva = va["X"].copy()
-    fill_lex(Xva, va["keys"], tables)
-    dropped = [f for f in args.drop.split(",") if f]
-    for f in dropped:
-        Xtr[:, FEATURE_NAMES.index(f)] = 0
-        Xva[:, FEATURE_NAMES.index(f)] = 0
-
-    params = {"learning_rate": args.lr, "num_leaves": args.leaves, "min_data_in_leaf": 40, "feature_fraction": 0.8,
-              "bagging_fraction": 0.8, "bagging_freq": 1, "lambda_l2": 1.0, "verbose": -1, "num_threads": 2,
-              "seed": args.seed, "max_bin": 63, "max_depth": args.depth}
-    if args.objective == "lambdarank":
-        params.update(objective="lambdarank", metric="ndcg", eval_at=[1], lambdarank_truncation_level=20)
-        ytr, yva = grade(f1_tr), grade(va["f1"])
-        gtr = np.diff(np.concatenate([[0], np.flatnonzero(np.diff(qid_tr)) + 1, [len(qid_tr)]]))
-        gva = np.diff(np.concatenate([[0], np.flatnonzero(np.diff(va["qid"])) + 1, [len(va["qid"])]]))
-        dtr = lgb.Dataset(Xtr, ytr, group=gtr, feature_name=FEATURE_NAMES, free_raw_data=False)
-        dva = lgb.Dataset(Xva, yva, group=gva, reference=dtr)
-    else:
-        params.update(objective="binary", metric="binary_logloss")
-        dtr = lgb.Dataset(Xtr, (f1_tr >= 0.8).astype(float), feature_name=FEATURE_NAMES)
-        dva = lgb.Dataset(Xva, (va["f1"] >= 0.8).astype(float), reference=dtr)
-    booster = lgb.train(params, dtr, args.rounds, valid_sets=[dva],
-                        callbacks=[lgb.early_stopping(60, verbose=False), lgb.log_evaluation(100)])
-    print(f"best iteration {booster.best_iteration}, training {time.time() - t_train:.0f} s")
-    booster_dump = booster.dump_model(num_iteration=booster.best_iteration)
-    trees = Trees.from_lightgbm(booster_dump, FEATURE_NAMES)
-    sva = booster.predict(Xva, num_iteration=booster.best_iteration, raw_score=True)
-    assert np.allclose(trees.predict(Xva[:3000]), sva[:3000], atol=1e-5), "numpy trees disagree with lightgbm"
-
-    # validation: top-1 offset F1 of the exported trees
-    best, _, _ = top1(sva, va["qid"])
-    f1s = va["f1"][best]
-    print(f"validation top-1 offset F1 {np.mean(f1s):.3f}, share >= 0.8: {(f1s >= 0.8).mean():.3f}")
-    reader = Reader(trees, tables, (1.0, 0.0, 0.0))
-    _, starts, ends = top1(sva, va["qid"])
-    pruned = []
-    for s, e in zip(starts, ends):
-        sc = sva[s:e]
-        if e - s > Reader.PRUNE_KEEP:
-            first = trees.predict(Xva[s:e], 0, Reader.PRUNE_TREES)
-            top = np.argpartition(-first, Reader.PRUNE_KEEP)[:Reader.PRUNE_KEEP]
-            sc = np.full(e - s, -np.inf)
-            sc[top] = sva[s:e][top]
-        pruned.append(va["f1"][s + int(np.argmax(sc))])
-    print(f"validation top-1 offset F1 with pruning to {Reader.PRUNE_KEEP} after {Reader.PRUNE_TREES} trees: "
-          f"{np.mean(pruned):.3f}")
-
-    # the calibration uses the reader's own runner-up rule: refit on read() outputs of the validation questions
-    config = Config()
-    conf_x, conf_y = [], []
-    for it in val_items:
-        q = Query.of(it.question)
-        passages = [passage_of(it)]
-        sents = select_sentences(q, passages, idf_by_set[it.set], config)
-        cands = collect_candidates(q, passages, sents)
-        if len(cands) == 0:
-            continue
-        sc = reader.score(cands)
-        i = int(np.argmax(sc))
-        same = (cands.spans[:, 0] < cands.spans[i, 1]) & (cands.spans[:, 1] > cands.spans[i, 0])
-        rest = ~same & np.isfinite(sc)
-        second = sc[rest].max() if rest.any() else sc[i] - 5
-        a_, b_ = cands.spans[i]
-        conf_x.append([sc[i], sc[i] - second])
-        conf_y.append(span_f1(it.text[a_:b_], it.answers) >= 0.8)
-    conf_x, conf_y = np.array(conf_x), np.array(conf_y)
-    lr_model = LogisticRegression(C=1.0).fit(conf_x, conf_y)
-    a, b = lr_model.coef_[0]
-    c = lr_model.intercept_[0]
-    reader = Reader(trees, tables, (float(a), float(b), float(c)))
-    p = lr_model.predict_proba(conf_x)[:, 1]
-    bins = np.clip((p * 5).astype(int), 0, 4)
-    calib = [(f"{k / 5:.1f}-{(k + 1) / 5:.1f}", int((bins == k).sum()), float(conf_y[bins == k].mean()) if (bins == k).any() else None)
-             for k in range(5)]
-    print("calibration on validation (bin, n, share right):", calib)
-    train_seconds = time.time() - t_start
-    gain = booster.feature_importance("gain", iteration=booster.best_iteration)
-    importance = sorted(zip(FEATURE_NAMES, gain.tolist()), key=lambda x: -x[1])
-    print("top features by gain:", [(n, round(g)) for n, g in importance[:15]])
+    trees, record = fit_trees(lgb, tr, va, FEATURE_NAMES, args, tr["counts"])
+    tables = lex_tables(tr["counts"].sum(0))
+    calibration, calib = calibrate(Reader(trees, tables, (1.0, 0.0, 0.0)), val_items, idf_by_set, None)
+    reader = Reader(trees, tables, calibration)
     meta = {
         "trained_on": {"cmrc2018_dev": "ymcui/cmrc2018 (CC BY-SA 4.0)", "drcd_dev": "DRCKnowledgeTeam/DRCD (CC BY-SA 3.0)"},
         "split": "held out: int(sha1(article_id), 16) % 4 == 0; validation: int(sha1('val:' + article_id), 16) % 6 == 0",
-        "questions": {"train": int(len(np.unique(qid_tr))), "validation": len(val_items)},
-        "params": {**params, "rounds": booster.best_iteration, "max_neg": args.max_neg, "objective": args.objective,
-                   "dropped_features": dropped, "train_fraction": args.train_fraction},
+        "questions": {"train": record["questions_trained"], "validation": len(val_items)},
+        "params": record["params"],
         "lightgbm": lgb.__version__, "python": platform.python_version(),
         "candidate_ceiling": {"best_f1": float(ceil[:, 0].mean()), "exact": float(ceil[:, 1].mean())},
-        "validation": {"top1_offset_f1": float(np.mean(f1s)), "calibration": calib},
-        "train_seconds": round(train_seconds),
-        "feature_gain": importance[:20],
+        "validation": {"top1_offset_f1": record["top1_offset_f1"], "calibration": calib},
+        "feature_gain": record["feature_gain"],
     }
+    if args.neural:
+        from span_head import collect, head_logits, out_of_fold, train_head
+
+        from rag.embedding import E5Int8Embedder
+
+        t0 = time.time()
+        nstamp = hashlib.sha1((stamp + Path(ROOT / "scripts/span_head.py").read_text()
+                               + Path(ROOT / "rag/reader_neural.py").read_text()
+                               + f"{args.head_epochs}/{args.head_folds}").encode()).hexdigest()[:12]
+        npath = cache / f"neural-{nstamp}.pkl"
+        hpath = cache / f"head-{nstamp}.pkl"
+        if npath.exists():
+            head, neural, trn, van = pickle.loads(npath.read_bytes())
+            print(f"span head and its features from {npath}")
+        else:
+            if hpath.exists():
+                head, neural = pickle.loads(hpath.read_bytes())
+                print(f"span head from {hpath}")
+            else:
+                encoder = E5Int8Embedder()
+                train_ex = collect(train_items, idf_by_set, passage_of, gold_spans, encoder)
+                val_ex = collect(val_items, idf_by_set, passage_of, gold_spans, encoder)
+                print(f"token states: {len(train_ex)} training sentences ({sum(e.start > 0 for e in train_ex)} holding "
+                      f"the answer), {len(val_ex)} validation, {time.time() - t0:.0f} s", flush=True)
+                neural = out_of_fold(train_ex, args.head_folds, args.head_epochs)
+                head = train_head(train_ex, args.head_epochs)
+                neural.update(head_logits(head, val_ex))
+                del train_ex, val_ex
+                hpath.write_bytes(pickle.dumps((head, neural), protocol=5))
+            rng = np.random.default_rng(args.seed)
+            trn = extract(train_items, idf_by_set, rng, args.max_neg, keep_all=False, neural=neural)
+            van = extract(val_items, idf_by_set, rng, args.max_neg, keep_all=True, neural=neural)
+            npath.write_bytes(pickle.dumps((head, neural, trn, van), protocol=5))
+        print(f"span head: {time.time() - t0:.0f} s")
+        ntrees, nrecord = fit_trees(lgb, trn, van, FEATURE_NAMES + NEURAL_FEATURES, args, trn["counts"])
+        reader.neural = NeuralRanker(head, ntrees, (1.0, 0.0, 0.0))
+        ncal, ncalib = calibrate(reader, val_items, idf_by_set, neural)
+        reader.neural = NeuralRanker(head, ntrees, ncal)
+        meta["neural"] = {"head": f"LayerNorm({head.width}), Conv1d(256, width 3), GELU, Conv1d(2, width 3) over e5-small layers 11 and 8",
+                          "head_epochs": args.head_epochs, "head_folds": args.head_folds,
+                          "params": nrecord["params"],
+                          "validation": {"top1_offset_f1": nrecord["top1_offset_f1"], "calibration": ncalib},
+                          "feature_gain": nrecord["feature_gain"]}
+    meta["train_seconds"] = round(time.time() - t_start)
     out = Path(args.out)
     reader.meta = meta
     reader.save(out, meta)
     print(f"saved to {out} ({sum(f.stat().st_size for f in out.iterdir()) / 1e6:.2f} MB)")
     if args.no_eval:
         return 0
-    results = run(Reader.load(out), sets, args.eval_limit)
+    results = run(Reader.load(out), sets, args.eval_limit, neural=args.neural)
     meta["held_out"] = results
+    if args.neural:
+        meta["held_out_lexical_only"] = run(Reader.load(out), sets, args.eval_limit, neural=False)
     reader.save(out, meta)
     for name, r in results.items():
         print(f"{name:28} n={r['n']} reader EM {r['reader_em']:.3f} F1 {r['reader_f1']:.3f} | sentence EM "
@@ -319,6 +384,26 @@ def write_card(out: Path, meta: dict, results: dict, argv: list[str]) -> None:
         f"{r['sentence_f1']:.3f} | {r['mean_short_chars']:.1f} | {r['latency_ms_mean']:.1f} |"
         for name, r in results.items())
     ceil = meta["candidate_ceiling"]
+    neural = meta.get("neural")
+    lexical = meta.get("held_out_lexical_only")
+    if lexical:
+        rows += "\n" + "\n".join(
+            f"| {name}, lexical features only | {r['n']} | {r['reader_em']:.3f} | {r['reader_f1']:.3f} | {r['sentence_em']:.3f} | "
+            f"{r['sentence_f1']:.3f} | {r['mean_short_chars']:.1f} | {r['latency_ms_mean']:.1f} |"
+            for name, r in lexical.items())
+    head = "" if not neural else f"""
+## Span head (`span_head.npz`, `trees_neural.npz`)
+{neural['head']}: start and end scores of every token of the sentences read, from the int8 e5-small
+graph's token states with the question read alongside (`<s> query: question </s></s> sentence </s>`,
+`Int8Embedder.pair_states`). Trained with torch (`scripts/span_head.py`, {neural['head_epochs']} epochs, AdamW 1e-3,
+softmax over each sentence's tokens and its start token, which stands for "not here"); run with numpy.
+Training questions get scores from heads trained without them ({neural['head_folds']} folds), validation
+and held-out questions from the head trained on all training questions. A second set of trees
+({neural['params']['rounds']} trees) ranks candidates on the lexical features plus `NEURAL_FEATURES`; the
+reader uses it when the index runs e5-small (`Retriever.reader_encoder`), the lexical trees otherwise.
+Validation top-1 offset F1: {neural['validation']['top1_offset_f1']:.3f} (lexical trees:
+{meta['validation']['top1_offset_f1']:.3f}). Calibration on validation: {neural['validation']['calibration']}.
+"""
     text = f"""# Answer-span reader weights
 
 Gradient-boosted trees (LightGBM {meta['lightgbm']}, objective `{meta['params']['objective']}`,
@@ -360,7 +445,7 @@ Candidate ceiling (training + validation questions): the best candidate's charac
 `confidence` = sigmoid(a·score + b·(score − best non-overlapping runner-up) + c), fitted on the validation
 questions to P(character F1 ≥ 0.8); calibration on validation (bin, questions, share right):
 {meta['validation']['calibration']}.
-"""
+{head}"""
     (out / "README.md").write_text(text, encoding="utf-8")
 
 

@@ -23,6 +23,7 @@ class FakeRetriever:
     passages: list[Passage]
     config: Config = field(default_factory=Config)
     calibration: str | None = "multilingual-e5-small"
+    reader_encoder: object = None  # no token states: the reader ranks on lexical features alone
     calls: list[dict] = field(default_factory=list)
 
     def search(self, query, k=5, *, sources=None, date_from=None, date_to=None, prefer_year=None):

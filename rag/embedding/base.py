@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from collections.abc import Iterable, Sequence
 
 import numpy as np
 
 from ..config import default_cache_dir
 
-__all__ = ["E5_SMALL", "Embedder", "cut_windows", "default_cache_dir", "pool_windows", "prompts_for"]
+__all__ = ["E5_SMALL", "Embedder", "TokenStates", "cut_windows", "default_cache_dir", "pool_windows", "prompts_for"]
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +27,17 @@ def prompts_for(model_name: str) -> tuple[str, str]:
     if "bge" in low:
         return "Represent this sentence for searching relevant passages: ", ""
     return "", ""
+
+
+@dataclass(frozen=True)
+class TokenStates:
+    """Hidden states of a text's tokens, read together with a question (the answer reader's input):
+    ``spans[i]`` is the character span of token ``i`` in the text, ``states[i]`` its states,
+    ``first`` the start token's states."""
+
+    spans: np.ndarray  # (tokens, 2) int
+    states: np.ndarray  # (tokens, width) float32
+    first: np.ndarray  # (width,) float32
 
 
 class Embedder(ABC):

@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import EmbedderError
-from .base import E5_SMALL, Embedder, cut_windows, default_cache_dir, pool_windows, prompts_for
+from .base import E5_SMALL, Embedder, TokenStates, cut_windows, default_cache_dir, pool_windows, prompts_for
 from .e5_folder import E5_SMALL_HUB_ID, file_sha256, hub_snapshot, is_e5_small, resolve_e5_small
 from .onnx_graph import write_float_graph
 from .st_folder import RowReader, folder_settings, read_encoder
@@ -50,6 +50,9 @@ __all__ = ["GRAPH_VERSION", "E5Int8Embedder", "Int8Embedder", "OnnxInt8Encoder",
 
 log = logging.getLogger(__name__)
 
+# layers whose token states the graph also returns (last, and four below it), for the answer reader
+STATE_LAYERS_FROM_TOP = (1, 4)
+PAIR_QUESTION_TOKENS, PAIR_TEXT_TOKENS = 64, 250
 GRAPH_VERSION = 4  # bump when the graph, its quantization or the session options change the vectors
 # v4: the FFN down-projection is int8 too (start and end tokens' rows apart); one thread per
 # session (sessions run side by side), so every window is computed the same way
@@ -82,15 +85,17 @@ def quantization() -> str:
     return "7-bit per-channel weights (no VNNI), dynamic uint8 inputs, end tokens' FFN down-projection apart"
 
 
-def build_int8_graph(folder: str | os.PathLike[str], dest: str | os.PathLike[str], pooling: str = "mean") -> Path:
-    """Write the int8 encoder graph of the model in ``folder`` to the file ``dest`` (atomically)."""
+def build_int8_graph(folder: str | os.PathLike[str], dest: str | os.PathLike[str], pooling: str = "mean",
+                     states: tuple[int, ...] = ()) -> Path:
+    """Write the int8 encoder graph of the model in ``folder`` to the file ``dest`` (atomically);
+    ``states``: layers whose token states are outputs too (:meth:`OnnxInt8Encoder.token_states`)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     folder, dest = Path(folder), Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
     try:
-        weight_matmuls = write_float_graph(folder, tmp / "float.onnx", pooling)
+        weight_matmuls = write_float_graph(folder, tmp / "float.onnx", pooling, states)
         root = logging.getLogger()
         level = root.level
         root.setLevel(max(level, logging.ERROR))  # the quantizer logs a line per tensor, and advice, on the root logger
@@ -141,16 +146,20 @@ class OnnxInt8Encoder:
         # XLM-R numbers positions from padding_idx + 1; BERT from 0.
         self._pos = positions[pad + 1 :] + type0 if config["model_type"] == "xlm-roberta" else positions + type0
         self.window = min(self.settings.max_tokens, len(self._pos)) - 2  # content tokens per window
+        layers = int(config["num_hidden_layers"])
+        self.state_layers = tuple(layers - k for k in STATE_LAYERS_FROM_TOP if layers - k >= 0)
         st = (self.folder / "model.safetensors").stat()
+        # the state outputs change the file, not the vectors (the identity keeps GRAPH_VERSION)
         key = hashlib.sha256(
-            f"{self.folder.resolve()}|{st.st_size}|{st.st_mtime_ns}|{GRAPH_VERSION}|{quantization()}|{ort.__version__}".encode()
+            f"{self.folder.resolve()}|{st.st_size}|{st.st_mtime_ns}|{GRAPH_VERSION}|{quantization()}|{ort.__version__}"
+            f"|states{self.state_layers}".encode()
         ).hexdigest()[:16]
         pooling = self.settings.pooling
         self.graph_path = Path(cache or default_cache_dir()) / "e5-int8-onnx" / f"encoder-int8-{key}{'' if pooling == 'mean' else '-' + pooling}.onnx"
         self.tokenizer = WindowTokenizer(self.folder, self.graph_path.with_name(f"tokenizer-{key}.spm"))
         if not self.graph_path.is_file():
             log.info("building the int8 ONNX graph of %s into %s (once)", self.folder, self.graph_path)
-            build_int8_graph(self.folder, self.graph_path, pooling)
+            build_int8_graph(self.folder, self.graph_path, pooling, self.state_layers)
             log.info("built %s (%.0f MB)", self.graph_path, self.graph_path.stat().st_size / 1e6)
         self.sessions = max(1, threads or os.cpu_count() or 1)
         self._idle: queue.LifoQueue = queue.LifoQueue()
@@ -195,24 +204,41 @@ class OnnxInt8Encoder:
         """(owner text of each window, token ids of each window incl. start and end tokens)."""
         return cut_windows((self.ids(t) for t in texts), self.window, self.tokenizer.bos, self.tokenizer.eos)
 
+    def _embeddings(self, ids: list[int]) -> np.ndarray:
+        word = np.asarray(self._word[np.asarray(ids)], dtype=np.float32).astype(np.float16).astype(np.float32)
+        return word + self._pos[: len(ids)]
+
     def pooled(self, ids: list[int]) -> np.ndarray:
         """Mean (or CLS) of the last hidden states of one window of token ids."""
-        word = np.asarray(self._word[np.asarray(ids)], dtype=np.float32).astype(np.float16).astype(np.float32)
-        embeddings = word + self._pos[: len(ids)]
         session = self._session()
         try:
-            return session.run(["pooled"], {"embeddings": embeddings})[0][0]
+            return session.run(["pooled"], {"embeddings": self._embeddings(ids)})[0][0]
         finally:
             self._idle.put(session)
+
+    def token_states(self, ids: list[int]) -> np.ndarray:
+        """Hidden states (tokens x hidden * len(state_layers)) of one window of token ids: the
+        layers of ``state_layers`` side by side (for e5-small: layer 11, then layer 8)."""
+        if len(ids) > self.window + 2:
+            raise EmbedderError(f"{len(ids)} tokens do not fit the model's window of {self.window + 2}")
+        session = self._session()
+        try:
+            out = session.run([f"l{i}.ln2" for i in self.state_layers], {"embeddings": self._embeddings(ids)})
+        finally:
+            self._idle.put(session)
+        return np.concatenate(out, axis=1)
+
+    def map(self, fn, items: list):
+        """``fn`` over ``items`` on the sessions side by side (in order)."""
+        if self.sessions == 1 or len(items) <= 1:
+            return [fn(x) for x in items]
+        with ThreadPoolExecutor(min(self.sessions, len(items)), thread_name_prefix="int8") as pool:
+            return list(pool.map(fn, items))
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """Unit vectors (len(texts) x dim) of texts that already carry their prompt."""
         owners, windows = self.windows(list(texts))
-        if self.sessions == 1 or len(windows) == 1:
-            vectors = [self.pooled(w) for w in windows]
-        else:
-            with ThreadPoolExecutor(min(self.sessions, len(windows)), thread_name_prefix="int8") as pool:
-                vectors = list(pool.map(self.pooled, windows))
+        vectors = self.map(self.pooled, windows)
         return pool_windows(len(texts), owners, windows, vectors, self.dim)
 
 
@@ -267,6 +293,30 @@ class Int8Embedder(Embedder):
             "weights": self._weights,
             "prompts": list(self.prompts),
         }
+
+    def pair_states(self, question: str, texts: list[str]) -> list[TokenStates]:
+        """Token states of each text read together with the question (``<s> query: question
+        </s></s> text </s>``, the question cut to 64 tokens and the text to 250), for the
+        answer reader: each text's pieces with their character spans, and the start token's
+        states."""
+        with self._lock:
+            if self._encoder is None:
+                self._encoder = OnnxInt8Encoder(self._path, cache=self._cache)
+        enc = self._encoder
+        tok = enc.tokenizer
+        q_ids = tok.pieces(self.prompts[0] + question)[0][:PAIR_QUESTION_TOKENS]
+        parts = [tok.pieces(t) for t in texts]
+        parts = [(ids[:PAIR_TEXT_TOKENS], spans[:PAIR_TEXT_TOKENS]) for ids, spans in parts]
+        head = [tok.bos, *q_ids, tok.eos, tok.eos]
+
+        def run(part):
+            ids, spans = part
+            if not ids:
+                return TokenStates(np.zeros((0, 2), np.int32), np.zeros((0, 0), np.float32), np.zeros(0, np.float32))
+            states = enc.token_states(head + ids + [tok.eos])
+            return TokenStates(np.asarray(spans, np.int32), states[len(head):len(head) + len(ids)], states[0])
+
+        return enc.map(run, parts)
 
     @cached_property
     def calibration(self) -> str | None:

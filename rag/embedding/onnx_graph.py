@@ -21,9 +21,11 @@ from .st_folder import read_encoder
 __all__ = ["encoder_graph", "write_float_graph"]
 
 
-def encoder_graph(config: dict, tensors: dict[str, np.ndarray], prefix: str, pooling: str = "mean"):
+def encoder_graph(config: dict, tensors: dict[str, np.ndarray], prefix: str, pooling: str = "mean",
+                  states: tuple[int, ...] = ()):
     """The float32 ONNX graph: summed embeddings (tokens x hidden) → mean (or first row, for
-    ``pooling="cls"``) of the last hidden states."""
+    ``pooling="cls"``) of the last hidden states. ``states``: layers whose token states are
+    outputs too (``l{i}.ln2``, tokens x hidden), for the answer reader; they add no work."""
     from onnx import TensorProto, helper, numpy_helper
 
     hidden, heads = int(config["hidden_size"]), int(config["num_attention_heads"])
@@ -101,7 +103,8 @@ def encoder_graph(config: dict, tensors: dict[str, np.ndarray], prefix: str, poo
         nodes,
         "e5_encoder",
         [helper.make_tensor_value_info("embeddings", TensorProto.FLOAT, ["tokens", hidden])],
-        [helper.make_tensor_value_info("pooled", TensorProto.FLOAT, [1, hidden])],
+        [helper.make_tensor_value_info("pooled", TensorProto.FLOAT, [1, hidden])]
+        + [helper.make_tensor_value_info(f"l{i}.ln2", TensorProto.FLOAT, ["tokens", hidden]) for i in states],
         inits,
     )
     # producer_name keeps the old module name: it is part of the graph's bytes
@@ -109,7 +112,8 @@ def encoder_graph(config: dict, tensors: dict[str, np.ndarray], prefix: str, poo
 
 
 
-def write_float_graph(folder: str | os.PathLike[str], dest: str | os.PathLike[str], pooling: str = "mean") -> list[str]:
+def write_float_graph(folder: str | os.PathLike[str], dest: str | os.PathLike[str], pooling: str = "mean",
+                      states: tuple[int, ...] = ()) -> list[str]:
     """Write the checked float32 graph of the encoder in ``folder`` to ``dest``; returns the
     names of the weight MatMuls to quantize: all of them. The FFN down-projection's input
     (the GELU output) has outliers only in the start and end tokens' rows (up to ~55, every
@@ -119,7 +123,7 @@ def write_float_graph(folder: str | os.PathLike[str], dest: str | os.PathLike[st
     import onnx
 
     config, tensors, prefix = read_encoder(Path(folder))
-    model = encoder_graph(config, tensors, prefix, pooling)
+    model = encoder_graph(config, tensors, prefix, pooling, states)
     onnx.checker.check_model(model)
     onnx.save(model, str(dest))
     return [n.name for n in model.graph.node if n.op_type == "MatMul" and n.name.endswith(".mm")]

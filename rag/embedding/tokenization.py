@@ -270,6 +270,27 @@ class WindowTokenizer:
         self.bos, self.eos, self._unk = self._sp.bos_id(), self._sp.eos_id(), self._sp.unk_id()
         self._space = self._sp.piece_to_id(META)
 
+    def pieces(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+        """Token ids of ``text`` (no start and end tokens) with the character span each covers,
+        for reading token states back onto the text. A piece the text does not align to
+        (inside a character) is left out."""
+        if not self.unigram:
+            enc = self._fast.encode(text, add_special_tokens=False)
+            return list(enc.ids), [tuple(o) for o in enc.offsets]
+        char_at: dict[int, int] = {}
+        pos = 0
+        for i, ch in enumerate(text):
+            char_at[pos] = i
+            pos += len(ch.encode("utf-8"))
+        char_at[pos] = len(text)
+        ids, spans = [], []
+        for piece in self._sp.encode(text, return_type="proto").pieces:
+            a, b = char_at.get(piece.begin), char_at.get(piece.end)
+            if a is not None and b is not None:
+                ids.append(piece.id)
+                spans.append((a, b))
+        return ids, spans
+
     def ids(self, text: str) -> list[int]:
         """Token ids of ``text`` without start and end tokens. For unigram models: one <unk> per
         unknown character, and a final ``▁`` when the text ends in whitespace, as the
