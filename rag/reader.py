@@ -369,14 +369,19 @@ class Reader:
     def _prefer_asked_kind(question: Query, passages: list[Passage], cands: Candidates, scores: np.ndarray) -> np.ndarray:
         """For "哪些X" questions, when a candidate ending in X ("…等6个项目") scores within
         ``KIND_MARGIN`` of the best, only such candidates compete (for the answer and its runner-up):
-        the list of projects, not the neighbouring list of partner units."""
+        the list of projects, not the neighbouring list of partner units; and when one of them is a
+        list ("A、B"), only lists: "哪些" asks for several, not for the last item of the list."""
         m = _WHICH_KIND.search(question.normalized)
         if not m or not len(scores):
             return scores
         kind = m.group(1)
         best = float(np.max(scores))
-        fits = np.array([to_simplified(passages[p].text[a:b]).endswith(kind)
-                         for p, (a, b) in zip(cands.passage.tolist(), cands.spans.tolist())])
-        if not (fits & (scores >= best - KIND_MARGIN)).any():
+        texts = [to_simplified(passages[p].text[a:b]) for p, (a, b) in zip(cands.passage.tolist(), cands.spans.tolist())]
+        fits = np.array([t.endswith(kind) for t in texts])
+        near = scores >= best - KIND_MARGIN
+        if not (fits & near).any():
             return scores
+        lists = fits & np.array(["、" in t for t in texts])
+        if (lists & near).any():
+            fits = lists
         return np.where(fits, scores, -np.inf)
