@@ -240,7 +240,10 @@ class Assistant:
         candidates = candidates or select_sentences(q, passages, self.retriever.idf, self.config)
         span = self._span(q, passages, candidates)
         keep = None
-        if span is not None:
+        # an unsure span (below short_lead_confidence) does not choose the sentences: the answer
+        # text is the extractive one, and the span is the short answer only if the text shows it
+        leads = span is not None and span.confidence >= self.config.short_lead_confidence
+        if leads:
             # the sentence holding the short answer leads, and is never cut inside the span; when the
             # reader is sure, it stands alone, else a second sentence may still join (if it adds)
             sure = span.confidence >= self.config.short_alone_confidence
@@ -255,6 +258,9 @@ class Assistant:
         short = ""
         if span is not None and cited and cited[0] == span.passage:
             short = to_traditional(span.text) if is_traditional(q.text) else to_simplified(span.text)
+            shown = passages[span.passage].text[span.sentence_start:span.sentence_end].strip() == highlights[0]
+            if not leads and not (shown and short.strip() in text):
+                short = ""
         return Answer(text=text, citations=[passages[i] for i in cited], grounded=True, highlights=highlights,
                       query=ev.query, question=q.text, short=short.strip())
 

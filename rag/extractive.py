@@ -178,6 +178,8 @@ def compose(
         if c.passage not in cited:
             cited.append(c.passage)
             highlights[c.passage] = raw.strip()
+        if span is not None:  # the sentence holding the short answer is its passage's highlight
+            highlights[c.passage] = raw.strip()
         parts.append(f"{piece}[{cited.index(c.passage) + 1}]")
         used += len(piece) + 3
     return "".join(parts), cited, [highlights[i] for i in cited]

@@ -152,3 +152,35 @@ def test_a_sure_short_answer_stands_in_one_sentence_an_unsure_one_may_get_a_seco
     assert sure.short == unsure.short == "15个"
     assert sure.text == "武汉长江新区首批签约项目共15个。[1]"
     assert unsure.text.startswith("武汉长江新区首批签约项目共15个。[1]") and "负责人" in unsure.text
+
+
+class FixedReader:
+    """A reader that always points at the same span of WUHAN, with a set confidence."""
+
+    def __init__(self, needle: str, confidence: float):
+        self.needle, self.confidence = needle, confidence
+
+    def read(self, question, passages, sentences=None, encoder=None):
+        from rag.extractive import sentence_spans
+        from rag.reader import Span
+
+        p = next(i for i, x in enumerate(passages) if self.needle in x.text)
+        a = passages[p].text.index(self.needle)
+        s, e = next((s, e) for s, e in sentence_spans(passages[p].text) if s <= a < e)
+        return Span(self.needle, p, a, a + len(self.needle), s, e, self.confidence)
+
+
+def test_an_unsure_span_keeps_the_extractive_text_and_is_shown_only_where_that_text_shows_it():
+    question = "武汉长江新区首批签约了多少个项目？"
+    plain = Assistant(FakeRetriever([WUHAN, YICHANG]), reader=FixedReader("15个", 0.0)).ask(question)
+    assert plain.short == "" and "15个" in plain.text  # below short_min_confidence: no short answer
+    # between short_min_confidence (0.2) and short_lead_confidence (0.3): the same text, and the
+    # span is given because the text's first sentence shows it
+    unsure = Assistant(FakeRetriever([WUHAN, YICHANG]), reader=FixedReader("15个", 0.25)).ask(question)
+    assert unsure.text == plain.text and unsure.short == "15个"
+    # an unsure span in a sentence the text does not show is not given
+    elsewhere = Assistant(FakeRetriever([WUHAN, YICHANG]), reader=FixedReader("绿色低碳", 0.25)).ask(question)
+    assert elsewhere.text == plain.text and elsewhere.short == ""
+    # a surer span leads the text with its sentence
+    sure = Assistant(FakeRetriever([WUHAN, YICHANG]), reader=FixedReader("绿色低碳", 0.5)).ask(question)
+    assert sure.short == "绿色低碳" and "绿色低碳" in sure.highlights[0] and "绿色低碳" in sure.text
