@@ -241,7 +241,8 @@ class Assistant:
         span = self._span(q, passages, candidates)
         keep = None
         # an unsure span (below short_lead_confidence) does not choose the sentences: the answer
-        # text is the extractive one, and the span is the short answer only if the text shows it
+        # text is the extractive one, and the span is the short answer only if the text shows its
+        # sentence, uncut
         leads = span is not None and span.confidence >= self.config.short_lead_confidence
         if leads:
             # the sentence holding the short answer leads, and is never cut inside the span; when the
@@ -251,8 +252,9 @@ class Assistant:
             lead = Sentence(top, span.passage, span.sentence_start, span.sentence_end)
             candidates = [lead] + [c for c in candidates if (c.passage, c.start) != (lead.passage, lead.start)]
             keep = (span.passage, span.start, span.end)
+        mark = None if span is None else (span.passage, span.start, span.end)
         text, cited, highlights = compose(q, passages, candidates, self.retriever.idf, self.config,
-                                          self.retriever.near_duplicates, keep=keep)
+                                          self.retriever.near_duplicates, keep=keep, mark=mark)
         if not text:
             return decline
         short = ""

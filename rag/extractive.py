@@ -135,10 +135,14 @@ def compose(
     config: Config,
     same_story: Callable[[str, str], bool],
     keep: tuple[int, int, int] | None = None,
+    mark: tuple[int, int, int] | None = None,
 ) -> tuple[str, list[int], list[str]]:
     """The answer text with ``[n]`` markers, the indexes of the cited passages and the sentence
     of each that supports the answer. ``keep`` = (passage, start, end) of a short answer: its
-    sentence leads and is never cut inside the span; a second sentence only when it adds."""
+    sentence leads and is never cut inside the span; a second sentence only when it adds.
+    ``mark``: a short answer that chooses nothing; when its sentence is shown, that sentence is
+    its passage's highlight (as for ``keep``)."""
+    mark = keep or mark
     if not candidates:
         return "", [], []
     chosen = [candidates[0]]
@@ -178,8 +182,8 @@ def compose(
         if c.passage not in cited:
             cited.append(c.passage)
             highlights[c.passage] = raw.strip()
-        if span is not None:  # the sentence holding the short answer is its passage's highlight
-            highlights[c.passage] = raw.strip()
+        if mark is not None and mark[0] == c.passage and c.start <= mark[1] and mark[2] <= c.end:
+            highlights[c.passage] = raw.strip()  # the sentence holding the short answer
         parts.append(f"{piece}[{cited.index(c.passage) + 1}]")
         used += len(piece) + 3
     return "".join(parts), cited, [highlights[i] for i in cited]
