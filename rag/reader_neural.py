@@ -42,14 +42,18 @@ class SentenceLogits:
 
 
 class SpanHead:
-    """Start and end scores of each token: LayerNorm, then two convolutions over the token sequence
-    (width 3; GELU between), the start token first (its row scores "not in this sentence")."""
+    """Start and end scores of each token: LayerNorm, then convolutions over the token sequence
+    (width 3; GELU between; optionally a residual one in the middle), the start token first (its
+    row scores "not in this sentence")."""
 
     def __init__(self, weights: dict[str, np.ndarray]) -> None:
         self.w = {k: np.asarray(v, dtype=np.float32) for k, v in weights.items()}
         self.width = int(self.w["norm_weight"].shape[0])
         # (out, in, k) → (k * in, out): one product over the token and its neighbours side by side
         self._c1 = np.ascontiguousarray(self.w["conv1_weight"].transpose(2, 1, 0).reshape(-1, self.w["conv1_weight"].shape[0]))
+        if "conv_mid_weight" in self.w:
+            cm = self.w["conv_mid_weight"]
+            self._cm = np.ascontiguousarray(cm.transpose(2, 1, 0).reshape(-1, cm.shape[0]))
         self._c2 = np.ascontiguousarray(self.w["conv2_weight"].transpose(2, 1, 0).reshape(-1, self.w["conv2_weight"].shape[0]))
 
     @classmethod
@@ -77,6 +81,10 @@ class SpanHead:
         k1 = self.w["conv1_weight"].shape[2]
         h = self._neighbours(x, k1) @ self._c1 + w["conv1_bias"]
         h = 0.5 * h * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (h + 0.044715 * h ** 3)))
+        if "conv_mid_weight" in w:  # a residual convolution between the two
+            km = w["conv_mid_weight"].shape[2]
+            m = self._neighbours(h.astype(np.float32), km) @ self._cm + w["conv_mid_bias"]
+            h = h + 0.5 * m * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (m + 0.044715 * m ** 3)))
         k2 = self.w["conv2_weight"].shape[2]
         return self._neighbours(h.astype(np.float32), k2) @ self._c2 + w["conv2_bias"]
 

@@ -91,6 +91,7 @@ def train_head(examples: list[Example], epochs: int, seed: int = 0) -> SpanHead:
             super().__init__()
             self.norm = nn.LayerNorm(width)
             self.conv1 = nn.Conv1d(width, HIDDEN, KERNEL, padding=KERNEL // 2)
+            self.conv_mid = nn.Conv1d(HIDDEN, HIDDEN, KERNEL, padding=KERNEL // 2)
             self.conv2 = nn.Conv1d(HIDDEN, 2, KERNEL, padding=KERNEL // 2)
             self.act = nn.GELU(approximate="tanh")
             self.drop = nn.Dropout(0.1)
@@ -98,6 +99,7 @@ def train_head(examples: list[Example], epochs: int, seed: int = 0) -> SpanHead:
         def forward(self, x, mask):  # x (batch, tokens, width), mask (batch, tokens)
             x = self.norm(x) * mask[..., None]
             h = self.drop(self.act(self.conv1(x.transpose(1, 2)))) * mask[:, None, :]
+            h = h + self.drop(self.act(self.conv_mid(h))) * mask[:, None, :]
             return self.conv2(h).transpose(1, 2)
 
     model = Head()

@@ -351,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
         reader.neural = NeuralRanker(head, ntrees, (1.0, 0.0, 0.0))
         ncal, ncalib = calibrate(reader, val_items, idf_by_set, neural)
         reader.neural = NeuralRanker(head, ntrees, ncal)
-        meta["neural"] = {"head": f"LayerNorm({head.width}), Conv1d(256, width 3), GELU, Conv1d(2, width 3) over e5-small layers 11 and 8",
+        meta["neural"] = {"head": f"LayerNorm({head.width}), Conv1d(256, width 3), GELU, {'residual Conv1d(256, width 3), GELU, ' if 'conv_mid_weight' in head.w else ''}Conv1d(2, width 3) over e5-small layers 11 and 8",
                           "head_epochs": args.head_epochs, "head_folds": args.head_folds,
                           "params": nrecord["params"],
                           "validation": {"top1_offset_f1": nrecord["top1_offset_f1"], "calibration": ncalib},

@@ -20,18 +20,22 @@ SEED = Path(__file__).resolve().parent.parent / "data" / "000_4627bb9fbf4571c3.t
 F = {n: i for i, n in enumerate(NEURAL_FEATURES)}
 
 
-def _random_head(width: int = 12, hidden: int = 5, seed: int = 0) -> SpanHead:
+def _random_head(width: int = 12, hidden: int = 5, seed: int = 0, mid: bool = False) -> SpanHead:
     rng = np.random.default_rng(seed)
-    return SpanHead({"norm_weight": rng.normal(size=width), "norm_bias": rng.normal(size=width),
-                     "conv1_weight": rng.normal(size=(hidden, width, 3)), "conv1_bias": rng.normal(size=hidden),
-                     "conv2_weight": rng.normal(size=(2, hidden, 3)), "conv2_bias": rng.normal(size=2)})
+    w = {"norm_weight": rng.normal(size=width), "norm_bias": rng.normal(size=width),
+         "conv1_weight": rng.normal(size=(hidden, width, 3)), "conv1_bias": rng.normal(size=hidden),
+         "conv2_weight": rng.normal(size=(2, hidden, 3)), "conv2_bias": rng.normal(size=2)}
+    if mid:
+        w.update(conv_mid_weight=rng.normal(size=(hidden, hidden, 3)), conv_mid_bias=rng.normal(size=hidden))
+    return SpanHead(w)
 
 
-def test_numpy_head_computes_what_its_torch_definition_computes():
+@pytest.mark.parametrize("mid", [False, True])
+def test_numpy_head_computes_what_its_torch_definition_computes(mid):
     torch = pytest.importorskip("torch")
     import torch.nn.functional as Fn
 
-    head = _random_head()
+    head = _random_head(mid=mid)
     rng = np.random.default_rng(1)
     states = TokenStates(np.zeros((7, 2), np.int32), rng.normal(size=(7, 12)).astype(np.float32),
                          rng.normal(size=12).astype(np.float32))
@@ -39,6 +43,8 @@ def test_numpy_head_computes_what_its_torch_definition_computes():
     x = torch.from_numpy(np.vstack([states.first[None], states.states]))
     x = Fn.layer_norm(x, (12,), w["norm_weight"], w["norm_bias"])
     h = Fn.gelu(Fn.conv1d(x.T[None], w["conv1_weight"], w["conv1_bias"], padding=1), approximate="tanh")
+    if mid:
+        h = h + Fn.gelu(Fn.conv1d(h, w["conv_mid_weight"], w["conv_mid_bias"], padding=1), approximate="tanh")
     expected = Fn.conv1d(h, w["conv2_weight"], w["conv2_bias"], padding=1)[0].T.numpy()
     got = head.logits(states)
     assert got.shape == (8, 2)
