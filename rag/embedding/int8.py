@@ -316,7 +316,7 @@ class Int8Embedder(Embedder):
             states = enc.token_states(head + ids + [tok.eos])
             return TokenStates(np.asarray(spans, np.int32), states[len(head):len(head) + len(ids)], states[0])
 
-        return [run(p) for p in parts]  # one session: a second costs the app ~25 MB
+        return [run(p) for p in parts]  # one session: a second cost the app ~45 MB and no time
 
     @cached_property
     def calibration(self) -> str | None:
