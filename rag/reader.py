@@ -66,6 +66,15 @@ class Candidates:
     def __len__(self) -> int:
         return len(self.passage)
 
+    def sentence_keys(self) -> list[tuple[int, int, int]]:
+        """(passage, start, end) of each candidate's sentence."""
+        return list(zip(self.passage.tolist(), self.sentence[:, 0].tolist(), self.sentence[:, 1].tolist()))
+
+    def neural_features(self, read: dict) -> np.ndarray:
+        """:func:`rag.reader_neural.neural_features` of the candidates, from the span head's scores of
+        their sentences (``read[(passage, start, end)]``)."""
+        return neural_features(self.sentence_keys(), self.spans - self.sentence[:, :1], read)
+
 
 def _sentences_of(question: Query, passages: list[Passage], sentences: list[Sentence] | None,
                   max_sentences: int) -> list[tuple[int, int, int, int]]:
@@ -312,10 +321,9 @@ class Reader:
                         encoder: PairEncoder) -> np.ndarray:
         """:func:`rag.reader_neural.neural_features` of the candidates: the span head reads every
         sentence that holds one, with the question, through ``encoder``."""
-        keys = list(zip(cands.passage.tolist(), cands.sentence[:, 0].tolist(), cands.sentence[:, 1].tolist()))
-        read = list(dict.fromkeys(keys))
+        read = list(dict.fromkeys(cands.sentence_keys()))
         logits = self.neural.head.read(encoder, question.text, [passages[p].text[a:b] for p, a, b in read])
-        return neural_features(keys, cands.spans - cands.sentence[:, :1], dict(zip(read, logits)))
+        return cands.neural_features(dict(zip(read, logits)))
 
     def confidence(self, best: float, second: float, neural: bool = False) -> float:
         a, b, c = self.neural.calibration if neural else self.calibration

@@ -43,7 +43,7 @@ def question_examples(it, passages, sents, encoder, golds) -> list[Example]:
     c = collect_candidates(q, passages, sents)
     if len(c) == 0:
         return []
-    keys = list(dict.fromkeys(zip(c.passage.tolist(), c.sentence[:, 0].tolist(), c.sentence[:, 1].tolist())))
+    keys = list(dict.fromkeys(c.sentence_keys()))
     states = encoder.pair_states(q.text, [passages[p].text[a:b] for p, a, b in keys])
     out = []
     for key, st in zip(keys, states):

@@ -33,7 +33,7 @@ from rag.extractive import select_sentences
 from rag.query import Query
 from rag.reader import MODEL_DIR, NeuralRanker, Reader, Trees, collect_candidates
 from rag.reader_features import FEATURE_NAMES, LEX_SIZE, LEX_TABLES, QTYPES, aligned_fold
-from rag.reader_neural import NEURAL_FEATURES, neural_features
+from rag.reader_neural import NEURAL_FEATURES
 
 ROOT = Path(__file__).resolve().parent.parent
 FOLDS = 5
@@ -96,8 +96,7 @@ def extract(items, idf_by_set, rng, max_neg: int, keep_all: bool, neural: dict |
             counts[fold, t, 1] += np.bincount(k, weights=ok, minlength=counts.shape[-1])
         X = c.features
         if neural is not None:
-            sentence_of = list(zip(c.passage.tolist(), c.sentence[:, 0].tolist(), c.sentence[:, 1].tolist()))
-            X = np.hstack([X, neural_features(sentence_of, c.spans - c.sentence[:, :1], neural.get(it.id, {}))])
+            X = np.hstack([X, c.neural_features(neural.get(it.id, {}))])
         idx = np.arange(len(c))
         if not keep_all:
             pos = idx[f1 > 0]
@@ -226,8 +225,7 @@ def calibrate(reader: Reader, val_items, idf_by_set, neural: dict | None):
             continue
         nn = None
         if neural is not None:
-            keys = list(zip(cands.passage.tolist(), cands.sentence[:, 0].tolist(), cands.sentence[:, 1].tolist()))
-            nn = neural_features(keys, cands.spans - cands.sentence[:, :1], neural.get(it.id, {}))
+            nn = cands.neural_features(neural.get(it.id, {}))
         sc = reader.score(cands, nn)
         i = int(np.argmax(sc))
         same = (cands.spans[:, 0] < cands.spans[i, 1]) & (cands.spans[:, 1] > cands.spans[i, 0])
