@@ -10,6 +10,7 @@ import json
 import logging
 import math
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +31,7 @@ __all__ = ["Span", "Reader", "NeuralRanker", "Trees", "Candidates", "collect_can
 log = logging.getLogger(__name__)
 
 MODEL_DIR = Path(__file__).resolve().parent / "reader_model"
+TOP_LAYERS_FILE = "top_layers.npz"  # the encoder's top layers fine-tuned with the span head
 FORMAT_VERSION = 1
 MAX_SENTENCES = 8
 # "哪些项目" asks for a list of 项目: candidates naming that kind of thing come first
@@ -267,7 +269,10 @@ class Reader:
             try:
                 with np.load(folder / "trees_neural.npz") as d:
                     neural_trees = Trees.from_arrays(d)
-                head = SpanHead.load(folder / "span_head.npz")
+                top = info.get("top_layers")
+                if top and not (folder / top).is_file():
+                    raise OSError(f"{folder / top} is missing")
+                head = SpanHead.load(folder / "span_head.npz", folder / top if top else None)
             except (OSError, ValueError, KeyError) as e:
                 raise RagError(f"cannot load the reader's span head from {folder}: {e}; retrain it with "
                                "scripts/train_reader.py") from e
@@ -292,6 +297,12 @@ class Reader:
             a, b, c = self.neural.calibration
             info["neural"] = {**info.get("neural", {}), "features": FEATURE_NAMES + NEURAL_FEATURES,
                               "calibration": {"a": a, "b": b, "c": c}}
+            top = self.neural.head.top_layers
+            info["neural"].pop("top_layers", None)
+            if top is not None:
+                if Path(top).resolve() != (folder / TOP_LAYERS_FILE).resolve():
+                    shutil.copyfile(top, folder / TOP_LAYERS_FILE)
+                info["neural"]["top_layers"] = TOP_LAYERS_FILE
         else:
             info.pop("neural", None)
         (folder / "reader.json").write_text(json.dumps(info, ensure_ascii=False, indent=1), encoding="utf-8")

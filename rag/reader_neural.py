@@ -29,7 +29,7 @@ MISSING = -20.0  # a candidate the head could not score (its sentence not encode
 class PairEncoder(Protocol):
     """What the reader needs of an embedder: token states of texts read with a question."""
 
-    def pair_states(self, question: str, texts: list[str]) -> list[TokenStates]: ...
+    def pair_states(self, question: str, texts: list[str], top_layers: str | Path | None = None) -> list[TokenStates]: ...
 
 
 @dataclass(frozen=True)
@@ -46,8 +46,9 @@ class SpanHead:
     (width 3; GELU between; optionally a residual one in the middle), the start token first (its
     row scores "not in this sentence")."""
 
-    def __init__(self, weights: dict[str, np.ndarray]) -> None:
+    def __init__(self, weights: dict[str, np.ndarray], top_layers: Path | None = None) -> None:
         self.w = {k: np.asarray(v, dtype=np.float32) for k, v in weights.items()}
+        self.top_layers = top_layers  # the encoder's top layers fine-tuned with the head (a weights file), or None
         self.width = int(self.w["norm_weight"].shape[0])
         # (out, in, k) → (k * in, out): one product over the token and its neighbours side by side
         self._c1 = np.ascontiguousarray(self.w["conv1_weight"].transpose(2, 1, 0).reshape(-1, self.w["conv1_weight"].shape[0]))
@@ -57,9 +58,9 @@ class SpanHead:
         self._c2 = np.ascontiguousarray(self.w["conv2_weight"].transpose(2, 1, 0).reshape(-1, self.w["conv2_weight"].shape[0]))
 
     @classmethod
-    def load(cls, path: str | Path) -> "SpanHead":
+    def load(cls, path: str | Path, top_layers: str | Path | None = None) -> "SpanHead":
         with np.load(path) as d:
-            return cls({k: d[k] for k in d.files})
+            return cls({k: d[k] for k in d.files}, Path(top_layers) if top_layers else None)
 
     def save(self, path: str | Path) -> None:
         np.savez_compressed(path, **{k: v.astype(np.float16) for k, v in self.w.items()})
@@ -90,7 +91,9 @@ class SpanHead:
 
     def read(self, encoder: PairEncoder, question: str, texts: list[str]) -> list[SentenceLogits]:
         out = []
-        for st in encoder.pair_states(question, texts):
+        states = (encoder.pair_states(question, texts) if self.top_layers is None
+                  else encoder.pair_states(question, texts, top_layers=self.top_layers))
+        for st in states:
             if st.states.shape[1:] != (self.width,):
                 raise ValueError(f"token states of width {st.states.shape[1:]} do not fit a head of width {self.width}")
             out.append(SentenceLogits(st.spans, self.logits(st) if len(st.spans) else np.zeros((1, 2), np.float32)))

@@ -263,7 +263,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=13)
     ap.add_argument("--neural", action="store_true", help="also train the span head on e5's token states and "
                     "the trees that use it (the reader uses them when the index runs e5-small)")
-    ap.add_argument("--head-epochs", type=int, default=8)
+    ap.add_argument("--head-epochs", type=int, default=1, help="epochs of the span head alone on e5's own layers")
+    ap.add_argument("--tune-epochs", type=int, default=2, help="then epochs of the head and e5's top layers together")
+    ap.add_argument("--tune-lr", type=float, default=1.5e-4, help="learning rate of the top layers")
     ap.add_argument("--head-folds", type=int, default=3)
     ap.add_argument("--eval-limit", type=int, default=None)
     ap.add_argument("--no-eval", action="store_true")
@@ -312,22 +314,23 @@ def main(argv: list[str] | None = None) -> int:
         "feature_gain": record["feature_gain"],
     }
     if args.neural:
-        from span_head import collect, head_logits, out_of_fold, train_head
+        from span_head import collect, head_alone_f1, head_logits, out_of_fold, train
 
         from rag.embedding import E5Int8Embedder
+        from rag.embedding.e5_folder import resolve_e5_small
 
         t0 = time.time()
         nstamp = hashlib.sha1((stamp + Path(ROOT / "scripts/span_head.py").read_text()
                                + Path(ROOT / "rag/reader_neural.py").read_text()
-                               + f"{args.head_epochs}/{args.head_folds}").encode()).hexdigest()[:12]
+                               + f"{args.head_epochs}/{args.tune_epochs}/{args.tune_lr}/{args.head_folds}").encode()).hexdigest()[:12]
         npath = cache / f"neural-{nstamp}.pkl"
         hpath = cache / f"head-{nstamp}.pkl"
         if npath.exists():
-            head, neural, trn, van = pickle.loads(npath.read_bytes())
+            head, layers, neural, head_f1, trn, van = pickle.loads(npath.read_bytes())
             print(f"span head and its features from {npath}")
         else:
             if hpath.exists():
-                head, neural = pickle.loads(hpath.read_bytes())
+                head, layers, neural, head_f1 = pickle.loads(hpath.read_bytes())
                 print(f"span head from {hpath}")
             else:
                 encoder = E5Int8Embedder()
@@ -335,22 +338,32 @@ def main(argv: list[str] | None = None) -> int:
                 val_ex = collect(val_items, idf_by_set, passage_of, gold_spans, encoder)
                 print(f"token states: {len(train_ex)} training sentences ({sum(e.start > 0 for e in train_ex)} holding "
                       f"the answer), {len(val_ex)} validation, {time.time() - t0:.0f} s", flush=True)
-                neural = out_of_fold(train_ex, args.head_folds, args.head_epochs)
-                head = train_head(train_ex, args.head_epochs)
-                neural.update(head_logits(head, val_ex))
-                del train_ex, val_ex
-                hpath.write_bytes(pickle.dumps((head, neural), protocol=5))
+                folder = resolve_e5_small().path
+                kw = dict(head_epochs=args.head_epochs, tune_epochs=args.tune_epochs, tune_lr=args.tune_lr)
+                neural = out_of_fold(train_ex, args.head_folds, folder, **kw)
+                trained = train(train_ex, folder, **kw)
+                val_logits = head_logits(trained, val_ex)
+                head_f1 = head_alone_f1(val_logits, {it.id: it for it in val_items}, span_f1)
+                print(f"span head alone, validation F1 {head_f1:.3f}", flush=True)
+                neural.update(val_logits)
+                head, layers = trained.head, trained.layers
+                del train_ex, val_ex, trained
+                hpath.write_bytes(pickle.dumps((head, layers, neural, head_f1), protocol=5))
             rng = np.random.default_rng(args.seed)
             trn = extract(train_items, idf_by_set, rng, args.max_neg, keep_all=False, neural=neural)
             van = extract(val_items, idf_by_set, rng, args.max_neg, keep_all=True, neural=neural)
-            npath.write_bytes(pickle.dumps((head, neural, trn, van), protocol=5))
+            npath.write_bytes(pickle.dumps((head, layers, neural, head_f1, trn, van), protocol=5))
         print(f"span head: {time.time() - t0:.0f} s")
+        top_path = cache / f"top_layers-{nstamp}.npz"
+        np.savez_compressed(top_path, **{k: v.astype(np.float16) for k, v in layers.items()})
+        head.top_layers = top_path
         ntrees, nrecord = fit_trees(lgb, trn, van, FEATURE_NAMES + NEURAL_FEATURES, args, trn["counts"])
         reader.neural = NeuralRanker(head, ntrees, (1.0, 0.0, 0.0))
         ncal, ncalib = calibrate(reader, val_items, idf_by_set, neural)
         reader.neural = NeuralRanker(head, ntrees, ncal)
-        meta["neural"] = {"head": f"LayerNorm({head.width}), Conv1d(256, width 3), GELU, {'residual Conv1d(256, width 3), GELU, ' if 'conv_mid_weight' in head.w else ''}Conv1d(2, width 3) over e5-small layers 11 and 8",
-                          "head_epochs": args.head_epochs, "head_folds": args.head_folds,
+        meta["neural"] = {"head": f"LayerNorm({head.width}), Conv1d(256, width 3), GELU, {'residual Conv1d(256, width 3), GELU, ' if 'conv_mid_weight' in head.w else ''}Conv1d(2, width 3) over the reader's fine-tuned copy of e5-small's layers 9-11 and layer 8",
+                          "head_epochs": args.head_epochs, "tune_epochs": args.tune_epochs, "tune_lr": args.tune_lr,
+                          "head_folds": args.head_folds, "head_alone_validation_f1": head_f1,
                           "params": nrecord["params"],
                           "validation": {"top1_offset_f1": nrecord["top1_offset_f1"], "calibration": ncalib},
                           "feature_gain": nrecord["feature_gain"]}
@@ -390,13 +403,19 @@ def write_card(out: Path, meta: dict, results: dict, argv: list[str]) -> None:
             f"{r['sentence_f1']:.3f} | {r['mean_short_chars']:.1f} | {r['latency_ms_mean']:.1f} |"
             for name, r in lexical.items())
     head = "" if not neural else f"""
-## Span head (`span_head.npz`, `trees_neural.npz`)
-{neural['head']}: start and end scores of every token of the sentences read, from the int8 e5-small
-graph's token states with the question read alongside (`<s> query: question </s></s> sentence </s>`,
-`Int8Embedder.pair_states`). Trained with torch (`scripts/span_head.py`, {neural['head_epochs']} epochs, AdamW 1e-3,
-softmax over each sentence's tokens and its start token, which stands for "not here"); run with numpy.
-Training questions get scores from heads trained without them ({neural['head_folds']} folds), validation
-and held-out questions from the head trained on all training questions. A second set of trees
+## Span head (`span_head.npz`, `top_layers.npz`, `trees_neural.npz`)
+{neural['head']}: start and end scores of every token of the sentences read, with the question read
+alongside (`<s> query: question </s></s> sentence </s>`, `Int8Embedder.pair_states`). The int8 e5-small
+graph the index runs gives layer 8's token states; the reader's own copy of e5-small's layers 9–11
+(`top_layers.npz`, float16, initialised from e5's weights and fine-tuned with the head) runs on them as
+a second int8 ONNX graph (`rag.embedding.int8.TopLayers`, built once and cached); the head reads that
+copy's last layer and layer 8 side by side, with numpy. Trained with torch (`scripts/span_head.py`:
+{neural['head_epochs']} epoch(s) of the head alone on e5's own layers, AdamW 1e-3, then {neural.get('tune_epochs', 0)} epoch(s) of
+the layers (learning rate {neural.get('tune_lr', 0)}, warm-up and linear decay) and the head together; softmax over each
+sentence's tokens and its start token, which stands for "not here"). The head alone (its best span per
+question) scores character F1 {neural.get('head_alone_validation_f1', float('nan')):.3f} on the validation questions.
+Training questions get scores from models trained without them ({neural['head_folds']} folds), validation
+and held-out questions from the model trained on all training questions. A second set of trees
 ({neural['params']['rounds']} trees) ranks candidates on the lexical features plus `NEURAL_FEATURES`; the
 reader uses it when the index runs e5-small (`Retriever.reader_encoder`), the lexical trees otherwise.
 Validation top-1 offset F1: {neural['validation']['top1_offset_f1']:.3f} (lexical trees:

@@ -42,7 +42,7 @@ def test_shipped_weights_load_from_the_package(reader):
     assert (MODEL_DIR / "reader.json").is_file() and (MODEL_DIR / "README.md").is_file()
     assert len(reader.trees.roots) > 10
     size = sum(f.stat().st_size for f in MODEL_DIR.iterdir())
-    assert size < 5_000_000
+    assert size < 15_000_000  # trees, word tables, span head and its 3 layers of e5 (float16, ~10.6 MB)
 
 
 def test_list_question_reads_the_sentence_of_the_signed_projects(reader, seed_passages):

@@ -136,6 +136,47 @@ def test_pair_states_cover_the_text_token_by_token(e5):
 
 
 @pytest.mark.slow
+def test_top_layers_graph_on_layer_8_reproduces_the_encoder_top(e5, tmp_path):
+    """The reader's copy of layers 9-11 runs as its own int8 graph on layer 8's states: with e5's own
+    weights it gives what the encoder's graph gives for layer 11 (positions and wiring are right)."""
+    from rag.embedding.st_folder import read_encoder
+
+    config, tensors, prefix = read_encoder(e5._path)
+    own = {k[len(prefix):]: np.asarray(v, np.float32) for k, v in tensors.items()
+           if k.startswith(prefix + "encoder.layer.") and int(k[len(prefix):].split(".")[2]) >= 9}
+    np.savez(tmp_path / "top_layers.npz", **own)
+    text = "会上,三峡数字科技平台项目等6个项目签约江岸。"
+    (plain,) = e5.pair_states("江岸签约了哪些项目？", [text])
+    (mine,) = e5.pair_states("江岸签约了哪些项目？", [text], top_layers=tmp_path / "top_layers.npz")
+    np.testing.assert_array_equal(mine.states[:, 384:], plain.states[:, 384:])  # layer 8: the same run
+    a, b = mine.states[:, :384], plain.states[:, :384]
+    cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    assert cos.min() > 0.98, cos.min()  # int8 both ways, quantized separately
+    ((spans, below, offset),) = e5.pair_sequences("江岸签约了哪些项目？", [text])
+    np.testing.assert_array_equal(spans, plain.spans)
+    np.testing.assert_allclose(below[offset:offset + len(spans)], plain.states[:, 384:], atol=1e-5)
+
+
+def test_shipped_top_layers_are_e5_layers_9_to_11():
+    reader = Reader.load()
+    top = reader.neural.head.top_layers
+    assert top is not None and top == MODEL_DIR / "top_layers.npz" and top.is_file()
+    with np.load(top) as d:
+        layers = {int(k.split(".")[2]) for k in d.files}
+        assert layers == {9, 10, 11}
+        assert d["encoder.layer.9.attention.self.query.weight"].shape == (384, 384)
+
+
+def test_missing_top_layers_say_how_to_fix(tmp_path):
+    reader = Reader.load()
+    reader.save(tmp_path)
+    assert (tmp_path / "top_layers.npz").is_file()
+    (tmp_path / "top_layers.npz").unlink()
+    with pytest.raises(RagError, match=r"top_layers.npz is missing.*retrain it with scripts/train_reader.py"):
+        Reader.load(tmp_path)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("question, expected", [
     ("江岸签约了哪些项目？", "三峡数字科技平台项目、中科水研智慧水利水务平台项目等6个项目"),
     ("长江生态环保产业联盟是哪一年成立的？", "2019年"),
@@ -160,7 +201,7 @@ def test_no_span_head_without_e5(retriever):
     class Other:
         calibration = None
 
-        def pair_states(self, question, texts):
+        def pair_states(self, question, texts, top_layers=None):
             raise AssertionError("not an e5-small: the head must not read its states")
 
     plain = object.__new__(type(retriever))

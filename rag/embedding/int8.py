@@ -46,7 +46,7 @@ from .onnx_graph import write_float_graph
 from .st_folder import RowReader, folder_settings, read_encoder
 from .tokenization import WindowTokenizer
 
-__all__ = ["GRAPH_VERSION", "E5Int8Embedder", "Int8Embedder", "OnnxInt8Encoder", "build_int8_graph", "quantization"]
+__all__ = ["GRAPH_VERSION", "E5Int8Embedder", "Int8Embedder", "OnnxInt8Encoder", "TopLayers", "build_int8_graph", "quantization"]
 
 log = logging.getLogger(__name__)
 
@@ -86,16 +86,18 @@ def quantization() -> str:
 
 
 def build_int8_graph(folder: str | os.PathLike[str], dest: str | os.PathLike[str], pooling: str = "mean",
-                     states: tuple[int, ...] = ()) -> Path:
+                     states: tuple[int, ...] = (), first_layer: int = 0,
+                     replace: dict[str, np.ndarray] | None = None) -> Path:
     """Write the int8 encoder graph of the model in ``folder`` to the file ``dest`` (atomically);
-    ``states``: layers whose token states are outputs too (:meth:`OnnxInt8Encoder.token_states`)."""
+    ``states``: layers whose token states are outputs too (:meth:`OnnxInt8Encoder.token_states`);
+    ``first_layer`` and ``replace``: the top layers only, with other weights (:class:`TopLayers`)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     folder, dest = Path(folder), Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
     try:
-        weight_matmuls = write_float_graph(folder, tmp / "float.onnx", pooling, states)
+        weight_matmuls = write_float_graph(folder, tmp / "float.onnx", pooling, states, first_layer, replace)
         root = logging.getLogger()
         level = root.level
         root.setLevel(max(level, logging.ERROR))  # the quantizer logs a line per tensor, and advice, on the root logger
@@ -242,6 +244,48 @@ class OnnxInt8Encoder:
         return pool_windows(len(texts), owners, windows, vectors, self.dim)
 
 
+class TopLayers:
+    """A fine-tuned copy of an encoder's top layers (the answer reader's, shipped with it as
+    ``top_layers.npz``: tensors named as in the model, ``encoder.layer.{i}.…``), as an int8 graph
+    over the token states of the layer below them: built once from the encoder's folder and the
+    weights file, cached beside the encoder's graph, run on one single-threaded session."""
+
+    def __init__(self, folder: str | os.PathLike[str], weights: str | os.PathLike[str],
+                 cache: str | os.PathLike[str] | None = None) -> None:
+        import onnxruntime as ort
+
+        weights = Path(weights)
+        try:
+            with np.load(weights) as d:
+                tensors = {k: np.asarray(d[k], np.float32) for k in d.files}
+        except (OSError, ValueError) as e:
+            raise EmbedderError(f"cannot read the reader's top layers {weights}: {e}") from e
+        layers = sorted({int(k.split(".")[2]) for k in tensors if k.startswith("encoder.layer.")})
+        if not layers:
+            raise EmbedderError(f"{weights} holds no encoder.layer.* tensors")
+        self.first_layer = layers[0]
+        key = hashlib.sha256(weights.read_bytes() + f"|{GRAPH_VERSION}|{quantization()}|{ort.__version__}|{Path(folder).resolve()}".encode()).hexdigest()[:16]
+        self.graph_path = Path(cache or default_cache_dir()) / "e5-int8-onnx" / f"top-layers-int8-{key}.onnx"
+        if not self.graph_path.is_file():
+            log.info("building the int8 graph of the reader's top layers into %s (once)", self.graph_path)
+            build_int8_graph(folder, self.graph_path, first_layer=self.first_layer, replace=tensors)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        options.add_session_config_entry("session.disable_prepacking", "1")
+        try:
+            self._session = ort.InferenceSession(str(self.graph_path), options, providers=["CPUExecutionProvider"])
+        except Exception as e:
+            raise EmbedderError(f"cannot load {self.graph_path}: {e}; delete it to have it rebuilt") from e
+        self._lock = threading.Lock()
+
+    def run(self, states: np.ndarray) -> np.ndarray:
+        """The last layer's token states (tokens x hidden) from layer ``first_layer - 1``'s."""
+        with self._lock:
+            return self._session.run(["top"], {"states_in": np.ascontiguousarray(states, dtype=np.float32)})[0]
+
+
 class Int8Embedder(Embedder):
     """Any sentence-transformers model of a BERT or XLM-R encoder, as an int8 ONNX graph.
 
@@ -282,6 +326,7 @@ class Int8Embedder(Embedder):
             raise EmbedderError(f"cannot read {self._path / 'config.json'}: {e}; delete the folder to have it rebuilt") from e
         self.prompts = prompts or self._settings.prompts or prompts_for(f"{name} {self._path.name}")
         self._encoder: OnnxInt8Encoder | None = None
+        self._top_layers: dict[str, TopLayers] = {}
         self._lock = threading.Lock()
 
     def identity(self) -> dict:
@@ -294,29 +339,61 @@ class Int8Embedder(Embedder):
             "prompts": list(self.prompts),
         }
 
-    def pair_states(self, question: str, texts: list[str]) -> list[TokenStates]:
+    def pair_states(self, question: str, texts: list[str], top_layers: str | os.PathLike[str] | None = None) -> list[TokenStates]:
         """Token states of each text read together with the question (``<s> query: question
         </s></s> text </s>``, the question cut to 64 tokens and the text to 250), for the
         answer reader: each text's pieces with their character spans, and the start token's
-        states."""
+        states. The states are the last layer's and layer 8's side by side; with
+        ``top_layers`` (a fine-tuned copy of the top layers, :class:`TopLayers`) the last
+        layer's come from that copy, run on layer 8's."""
         with self._lock:
             if self._encoder is None:
                 self._encoder = OnnxInt8Encoder(self._path, cache=self._cache)
+            top = None
+            if top_layers is not None:
+                key = str(Path(top_layers).resolve())
+                top = self._top_layers.get(key)
+                if top is None:
+                    top = self._top_layers[key] = TopLayers(self._path, top_layers, self._cache)
         enc = self._encoder
-        tok = enc.tokenizer
-        q_ids = tok.pieces(self.prompts[0] + question)[0][:PAIR_QUESTION_TOKENS]
-        parts = [tok.pieces(t) for t in texts]
-        parts = [(ids[:PAIR_TEXT_TOKENS], spans[:PAIR_TEXT_TOKENS]) for ids, spans in parts]
-        head = [tok.bos, *q_ids, tok.eos, tok.eos]
+        if top is not None and enc.state_layers[1:2] != (top.first_layer - 1,):
+            raise EmbedderError(f"the reader's top layers start at layer {top.first_layer}; the graph returns "
+                                f"the states of layers {enc.state_layers}")
+        head, parts = self._pair_inputs(question, texts)
 
         def run(part):
             ids, spans = part
             if not ids:
                 return TokenStates(np.zeros((0, 2), np.int32), np.zeros((0, 0), np.float32), np.zeros(0, np.float32))
-            states = enc.token_states(head + ids + [tok.eos])
+            states = enc.token_states(head + ids + [enc.tokenizer.eos])
+            if top is not None:
+                below = states[:, enc.dim:2 * enc.dim]
+                states = np.concatenate([top.run(below), below], axis=1)
             return TokenStates(np.asarray(spans, np.int32), states[len(head):len(head) + len(ids)], states[0])
 
         return [run(p) for p in parts]  # one session: a second cost the app ~45 MB and no time
+
+    def _pair_inputs(self, question: str, texts: list[str]) -> tuple[list[int], list[tuple[list[int], list]]]:
+        with self._lock:
+            if self._encoder is None:
+                self._encoder = OnnxInt8Encoder(self._path, cache=self._cache)
+        tok = self._encoder.tokenizer
+        q_ids = tok.pieces(self.prompts[0] + question)[0][:PAIR_QUESTION_TOKENS]
+        parts = [tok.pieces(t) for t in texts]
+        return [tok.bos, *q_ids, tok.eos, tok.eos], [(ids[:PAIR_TEXT_TOKENS], spans[:PAIR_TEXT_TOKENS]) for ids, spans in parts]
+
+    def pair_sequences(self, question: str, texts: list[str]) -> list[tuple[np.ndarray, np.ndarray, int]]:
+        """For training the reader's top layers: per text read with the question (as in
+        :meth:`pair_states`), its pieces' character spans, the whole pair's token states of the
+        layer below the top layers (layer 8 of e5-small), and where the text's tokens start."""
+        head, parts = self._pair_inputs(question, texts)
+        enc = self._encoder
+        out = []
+        for ids, spans in parts:
+            below = (enc.token_states(head + ids + [enc.tokenizer.eos])[:, enc.dim:2 * enc.dim] if ids
+                     else np.zeros((0, enc.dim), np.float32))
+            out.append((np.asarray(spans, np.int32).reshape(-1, 2), below, len(head)))
+        return out
 
     @cached_property
     def calibration(self) -> str | None:

@@ -22,10 +22,14 @@ __all__ = ["encoder_graph", "write_float_graph"]
 
 
 def encoder_graph(config: dict, tensors: dict[str, np.ndarray], prefix: str, pooling: str = "mean",
-                  states: tuple[int, ...] = ()):
+                  states: tuple[int, ...] = (), first_layer: int = 0):
     """The float32 ONNX graph: summed embeddings (tokens x hidden) → mean (or first row, for
     ``pooling="cls"``) of the last hidden states. ``states``: layers whose token states are
-    outputs too (``l{i}.ln2``, tokens x hidden), for the answer reader; they add no work."""
+    outputs too (``l{i}.ln2``, tokens x hidden), for the answer reader; they add no work.
+
+    With ``first_layer`` > 0, the graph is the encoder's top layers only: it takes the token
+    states of layer ``first_layer - 1`` (``states_in``, tokens x hidden) and returns those of the
+    last layer (``top``), e.g. the answer reader's fine-tuned copy of e5's top layers."""
     from onnx import TensorProto, helper, numpy_helper
 
     hidden, heads = int(config["hidden_size"]), int(config["num_attention_heads"])
@@ -74,8 +78,11 @@ def encoder_graph(config: dict, tensors: dict[str, np.ndarray], prefix: str, poo
     const("one_i", np.array([1], dtype=np.int64))
     const("minus_one_i", np.array([-1], dtype=np.int64))
     const("ends_i", np.array([0, -1], dtype=np.int64))
-    x = layer_norm("embeddings", "emb.ln", "embeddings.LayerNorm")
-    for i in range(int(config["num_hidden_layers"])):
+    n_layers = int(config["num_hidden_layers"])
+    if not 0 <= first_layer < n_layers:
+        raise EmbedderError(f"first layer {first_layer} is not one of the model's {n_layers} layers")
+    x = layer_norm("embeddings", "emb.ln", "embeddings.LayerNorm") if first_layer == 0 else "states_in"
+    for i in range(first_layer, n_layers):
         p, k = f"l{i}", f"encoder.layer.{i}."
         qkv_w = np.concatenate([t(k + f"attention.self.{n}.weight") for n in ("query", "key", "value")])
         qkv_b = np.concatenate([t(k + f"attention.self.{n}.bias") for n in ("query", "key", "value")])
@@ -95,6 +102,12 @@ def encoder_graph(config: dict, tensors: dict[str, np.ndarray], prefix: str, poo
         gelu = node("Mul", [node("Mul", [up, "half"], p + ".gh"), node("Add", [erf, "one"], p + ".g1")], p + ".gelu")
         down = split_linear(gelu, p + ".fo", t(k + "output.dense.weight"), t(k + "output.dense.bias"))
         x = layer_norm(node("Add", [down, x], p + ".res2"), p + ".ln2", k + "output.LayerNorm")
+    if first_layer:
+        node("Identity", [x], "top")
+        graph = helper.make_graph(nodes, "e5_top_layers",
+                                  [helper.make_tensor_value_info("states_in", TensorProto.FLOAT, ["tokens", hidden])],
+                                  [helper.make_tensor_value_info("top", TensorProto.FLOAT, ["tokens", hidden])], inits)
+        return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], producer_name="rag.e5_onnx", ir_version=10)
     if pooling == "cls":
         node("Gather", [x, const("first", np.array([0], dtype=np.int64))], "pooled", axis=0)
     else:
@@ -113,17 +126,22 @@ def encoder_graph(config: dict, tensors: dict[str, np.ndarray], prefix: str, poo
 
 
 def write_float_graph(folder: str | os.PathLike[str], dest: str | os.PathLike[str], pooling: str = "mean",
-                      states: tuple[int, ...] = ()) -> list[str]:
+                      states: tuple[int, ...] = (), first_layer: int = 0,
+                      replace: dict[str, np.ndarray] | None = None) -> list[str]:
     """Write the checked float32 graph of the encoder in ``folder`` to ``dest``; returns the
     names of the weight MatMuls to quantize: all of them. The FFN down-projection's input
     (the GELU output) has outliers only in the start and end tokens' rows (up to ~55, every
     other token below ~5), so those two rows get a MatMul, and a dynamic 8-bit range, of their
     own; quantized over all rows at once the vectors fell to cosine 0.9975 with float32, this
-    way they keep 0.9991 (docs/benchmarks.md)."""
+    way they keep 0.9991 (docs/benchmarks.md). ``first_layer``: the top layers only
+    (:func:`encoder_graph`); ``replace``: tensors (named as in the folder, without its prefix)
+    used instead of the folder's, e.g. fine-tuned layers."""
     import onnx
 
     config, tensors, prefix = read_encoder(Path(folder))
-    model = encoder_graph(config, tensors, prefix, pooling, states)
+    if replace:
+        tensors = {**tensors, **{prefix + k: v for k, v in replace.items()}}
+    model = encoder_graph(config, tensors, prefix, pooling, states, first_layer)
     onnx.checker.check_model(model)
     onnx.save(model, str(dest))
     return [n.name for n in model.graph.node if n.op_type == "MatMul" and n.name.endswith(".mm")]
