@@ -36,8 +36,13 @@ FORMAT_VERSION = 1
 MAX_SENTENCES = 8
 # "哪些项目" asks for a list of 项目: candidates naming that kind of thing come first
 _WHICH_KIND = re.compile(r"哪些([\u4e00-\u9fff]{2})")
+# "多少家", "几个": the counting word the answer's number comes with
+_ASKED_UNIT = re.compile(r"(?:多少|(?<!哪)几)([个名位家项次条座种届所部本只件台辆户元亿万千百吨米人])")
+_COUNTED = re.compile(r"[约近超逾]?(?:[0-9０-９]|[.．](?=[0-9０-９]))+[万亿千百]*[多余]?|[零一二两三四五六七八九十][零一二两三四五六七八九十百千万亿]*[多余]?")
 KIND_MARGIN = 1.0  # how far below the best score a candidate of the asked kind may be and still win
 _LIST_TAIL = r"等[^，,。；;：:！？!?、\s]{0,6}?"  # + the asked kind: "等6个项目", "等三家单位": a list's closing count
+# what a number may not be cut from: the rest of its digits, its magnitude (万, 亿, …) and a percent sign
+_NUMBER_REST = re.compile(r"(?:[0-9０-９]|[.,．，](?=[0-9０-９]))*[万萬亿億千百]*[%％‰]?")
 
 
 @dataclass(frozen=True)
@@ -358,6 +363,7 @@ class Reader:
         if encoder is not None and self.neural is not None:
             nn = self.neural_features(question, passages, cands, encoder)
         scores = self._prefer_asked_kind(question, passages, cands, self.score(cands, nn))
+        scores = self._prefer_asked_unit(question, passages, cands, scores)
         i = int(np.argmax(scores))
         best = float(scores[i])
         # the runner-up that does not overlap the best span (an overlapping one is the same answer)
@@ -367,8 +373,18 @@ class Reader:
         second = float(others.max()) if len(others) else best - 5.0
         p, (a, b), (sa, sb) = int(cands.passage[i]), cands.spans[i].tolist(), cands.sentence[i].tolist()
         b = self._whole_list(question, passages[p].text, a, b, sb)
+        b = self._whole_number(passages[p].text, a, b, sb)
         return Span(text=passages[p].text[a:b], passage=p, start=a, end=b, sentence_start=sa, sentence_end=sb,
                     confidence=self.confidence(best, second, neural=nn is not None))
+
+    @staticmethod
+    def _whole_number(text: str, a: int, b: int, limit: int) -> int:
+        """The end of a span that ends in a digit, past the rest of its number: "35" of "35%" is
+        "35%", "1.6" of "1.6万" is "1.6万" (a number without its magnitude or percent sign is
+        another number)."""
+        if b <= a or not text[b - 1].isdigit():
+            return b
+        return b + len(_NUMBER_REST.match(text, b, limit).group())
 
     @staticmethod
     def _whole_list(question: Query, text: str, a: int, b: int, limit: int) -> int:
@@ -383,6 +399,28 @@ class Reader:
         if tail and len(simplified) == len(after):  # the same offsets in either script
             return b + tail.end()
         return b
+
+    @staticmethod
+    def _prefer_asked_unit(question: Query, passages: list[Passage], cands: Candidates, scores: np.ndarray) -> np.ndarray:
+        """For "多少家…" / "几个…" questions, when a number counted in that unit ("1.6万多家") scores
+        within ``KIND_MARGIN`` of the best, only such numbers compete: not "200余个" next to it."""
+        m = _ASKED_UNIT.search(question.normalized)
+        if not m or not len(scores) or not np.isfinite(scores).any():
+            return scores
+        unit = m.group(1)
+        best = float(np.max(scores))
+        fits = np.zeros(len(scores), bool)
+        for i, (p, (a, b)) in enumerate(zip(cands.passage.tolist(), cands.spans.tolist())):
+            if scores[i] < best - KIND_MARGIN:
+                continue
+            text = passages[p].text
+            # starting with the number (or numbers: "6.5万、8.5万人次"), then at most its magnitude and
+            # "多"/"余", then the unit (within 3 characters of the candidate's end: "1.6" of "1.6万多家" fits)
+            around = to_simplified(text[a:min(len(text), b + 3)])
+            fits[i] = bool(re.match(f"(?:{_COUNTED.pattern})(?:[、和及与至到-](?:{_COUNTED.pattern}))*{unit}", around))
+        if not fits.any():
+            return scores
+        return np.where(fits, scores, -np.inf)
 
     @staticmethod
     def _prefer_asked_kind(question: Query, passages: list[Passage], cands: Candidates, scores: np.ndarray) -> np.ndarray:

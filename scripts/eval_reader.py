@@ -115,9 +115,10 @@ def evaluate(reader: Reader, items: list[Item], idf, *, simplify_question: bool 
 
 
 def run(reader: Reader, sets: dict[str, list[Item]], limit: int | None = None, all_sentences: bool = False,
-        neural: bool = True) -> dict:
+        neural: bool = True, on_validation: bool = False) -> dict:
     """Held-out results per set: CMRC, DRCD (Traditional questions), DRCD (Simplified questions);
-    with the span head on e5's token states when the reader has one and ``neural``."""
+    with the span head on e5's token states when the reader has one and ``neural``. With
+    ``on_validation``: the validation questions instead (for choosing a setting)."""
     encoder = None
     if neural and reader.neural is not None:
         from rag.embedding import E5Int8Embedder
@@ -126,7 +127,8 @@ def run(reader: Reader, sets: dict[str, list[Item]], limit: int | None = None, a
     out = {}
     for name, items in sets.items():
         idf = make_idf(sorted({it.text for it in items}))
-        held = [it for it in items if held_out(it.article)][:limit]
+        chosen = (lambda a: validation(a) and not held_out(a)) if on_validation else held_out
+        held = [it for it in items if chosen(it.article)][:limit]
         out[name] = evaluate(reader, held, idf, all_sentences=all_sentences, encoder=encoder)
         if name == "drcd":
             out["drcd_simplified_questions"] = evaluate(reader, held, idf, simplify_question=True,
@@ -142,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, default=None, help="at most this many held-out questions per set")
     ap.add_argument("--all-sentences", action="store_true", help="read every sentence, not the top 8")
     ap.add_argument("--lexical-only", action="store_true", help="rank on the lexical features alone (no span head)")
+    ap.add_argument("--validation", action="store_true", help="the validation questions instead of the held-out ones "
+                    "(never trained on; for choosing settings)")
     args = ap.parse_args(argv)
     sets = {}
     if args.cmrc:
@@ -151,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     if not sets:
         ap.error("give --cmrc and/or --drcd")
     reader = Reader.load(args.model)
-    results = run(reader, sets, args.limit, args.all_sentences, neural=not args.lexical_only)
+    results = run(reader, sets, args.limit, args.all_sentences, neural=not args.lexical_only, on_validation=args.validation)
     print(f"{'set':28} {'n':>5} {'reader EM':>9} {'F1':>6} {'sentence EM':>11} {'F1':>6} {'short chars':>11} "
           f"{'ms/q':>6} {'p95':>6}")
     for name, r in results.items():

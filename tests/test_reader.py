@@ -108,3 +108,34 @@ def test_save_load_round_trip(reader, seed_passages, tmp_path):
 def test_missing_weights_say_how_to_fix(tmp_path):
     with pytest.raises(RagError, match=r"cannot load the reader from .*retrain it with scripts/train_reader.py"):
         Reader.load(tmp_path)
+
+
+@pytest.mark.parametrize("text, span, whole", [
+    ("2022年全省股权融资规模同比增长35%。", "35", "35%"),
+    ("1.6万多家企业全部上图入库", "1.6", "1.6万"),
+    ("总投资12.5亿元", "12", "12.5亿"),
+    ("增長３５％。", "３５", "３５％"),
+    ("共有35家企业", "35", "35"),  # the counting word is not part of the number
+    ("2019年6月成立", "2019年", "2019年"),  # ends in a unit already
+])
+def test_a_number_is_never_cut_from_its_decimals_magnitude_or_percent_sign(text, span, whole):
+    a = text.index(span)
+    b = Reader._whole_number(text, a, a + len(span), len(text))
+    assert text[a:b] == whole
+
+
+def test_how_many_of_a_unit_prefers_the_number_counted_in_it():
+    from rag.reader import collect_candidates
+
+    text = "开展全市工业企业大排查,200余个工业集聚点、1.6万多家企业全部“上图入库”。"
+    passages = [Passage(doc_id="jiangyin", title="江阴", date="2023-12-01", source="江阴日报", text=text, score=1.0)]
+    q = Query.of("江阴全市有多少家工业企业上图入库？")
+    cands = collect_candidates(q, passages, None)
+    spans = [text[a:b] for a, b in cands.spans.tolist()]
+    assert any(s.startswith("200") for s in spans)  # both numbers are candidates
+    kept = Reader._prefer_asked_unit(q, passages, cands, np.zeros(len(cands)))
+    kept_texts = {s for s, k in zip(spans, kept) if np.isfinite(k)}
+    assert kept_texts and all(s.startswith("1.6") for s in kept_texts)  # "1.6" reads on as "1.6万" (above)
+    # questions that ask for no count are left alone ("哪几个" asks which, not how many)
+    for other in ("江阴全市排查了什么？", "江阴的企业分为哪几个部分？"):
+        assert np.isfinite(Reader._prefer_asked_unit(Query.of(other), passages, cands, np.zeros(len(cands)))).all()
