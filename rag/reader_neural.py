@@ -56,6 +56,9 @@ class SpanHead:
             cm = self.w["conv_mid_weight"]
             self._cm = np.ascontiguousarray(cm.transpose(2, 1, 0).reshape(-1, cm.shape[0]))
         self._c2 = np.ascontiguousarray(self.w["conv2_weight"].transpose(2, 1, 0).reshape(-1, self.w["conv2_weight"].shape[0]))
+        # the first convolution's weights once (2.4 MB): its (out, in, k) form becomes a view of the product's
+        out, width, k = self.w["conv1_weight"].shape
+        self.w["conv1_weight"] = self._c1.reshape(k, width, out).transpose(2, 1, 0)
 
     @classmethod
     def load(cls, path: str | Path, top_layers: str | Path | None = None) -> "SpanHead":

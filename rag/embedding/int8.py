@@ -256,24 +256,29 @@ class TopLayers:
 
         weights = Path(weights)
         try:
-            with np.load(weights) as d:
-                tensors = {k: np.asarray(d[k], np.float32) for k in d.files}
+            with np.load(weights) as d:  # names only: the arrays are read when the graph is built
+                names = list(d.files)
         except (OSError, ValueError) as e:
             raise EmbedderError(f"cannot read the reader's top layers {weights}: {e}") from e
-        layers = sorted({int(k.split(".")[2]) for k in tensors if k.startswith("encoder.layer.")})
+        layers = sorted({int(k.split(".")[2]) for k in names if k.startswith("encoder.layer.")})
         if not layers:
             raise EmbedderError(f"{weights} holds no encoder.layer.* tensors")
         self.first_layer = layers[0]
-        key = hashlib.sha256(weights.read_bytes() + f"|{GRAPH_VERSION}|{quantization()}|{ort.__version__}|{Path(folder).resolve()}".encode()).hexdigest()[:16]
+        digest = file_sha256(weights, cache or default_cache_dir())
+        key = hashlib.sha256(f"{digest}|{GRAPH_VERSION}|{quantization()}|{ort.__version__}|{Path(folder).resolve()}".encode()).hexdigest()[:16]
         self.graph_path = Path(cache or default_cache_dir()) / "e5-int8-onnx" / f"top-layers-int8-{key}.onnx"
         if not self.graph_path.is_file():
             log.info("building the int8 graph of the reader's top layers into %s (once)", self.graph_path)
+            with np.load(weights) as d:
+                tensors = {k: np.asarray(d[k], np.float32) for k in d.files}
             build_int8_graph(folder, self.graph_path, first_layer=self.first_layer, replace=tensors)
+            del tensors
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
         options.add_session_config_entry("session.disable_prepacking", "1")
+        options.enable_cpu_mem_arena = False  # short inputs: no arena to keep between questions
         try:
             self._session = ort.InferenceSession(str(self.graph_path), options, providers=["CPUExecutionProvider"])
         except Exception as e:
