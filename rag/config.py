@@ -87,9 +87,9 @@ class Config:
             extractive answers (scripts/tune_answers.py): weight of a question word that is also
             in the title, bonus for holding the kind of thing asked, bonus of higher-ranked
             passages, and the share of the best score a second sentence needs.
-        span_head: let the reader score tokens with its span head on e5's token states (when the
-            index runs e5-small; ~25 ms per question); off, candidates are ranked on lexical
-            features alone.
+        span_head: let the reader score tokens with its span head on e5's token states and its
+            fine-tuned copy of e5's top layers (when the index runs e5-small; ~85 ms per question
+            on 2 cores); off, candidates are ranked on lexical features alone.
         short_min_confidence: the reader's confidence under which no short answer is given (chosen
             on the reader's validation questions: the short answers it adds between 0.2 and 0.3 are
             mostly partly right, character F1 0.34 on average; those below 0.2 mostly wrong, 0.17).
