@@ -118,6 +118,24 @@ def build_int8_graph(folder: str | os.PathLike[str], dest: str | os.PathLike[str
     return dest
 
 
+def _open_session(graph_path: Path, arena: bool = True):
+    """A single-threaded ONNX Runtime session of an int8 graph."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    # No pre-packed copies of the weight matrices: ~20 MB less resident memory per session
+    # (the app's 400 MB budget); no measurable speed difference with single-threaded sessions.
+    options.add_session_config_entry("session.disable_prepacking", "1")
+    options.enable_cpu_mem_arena = arena
+    try:
+        return ort.InferenceSession(str(graph_path), options, providers=["CPUExecutionProvider"])
+    except Exception as e:
+        raise EmbedderError(f"cannot load {graph_path}: {e}; delete it to have it rebuilt") from e
+
+
 class OnnxInt8Encoder:
     """Embeds texts with the int8 graph of a sentence-transformers folder (built and cached on first use).
 
@@ -171,19 +189,7 @@ class OnnxInt8Encoder:
         log.info("int8 graph %s loaded (onnxruntime %s, up to %d sessions)", self.graph_path, ort.__version__, self.sessions)
 
     def _new_session(self):
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        # No pre-packed copies of the weight matrices: ~20 MB less resident memory per session
-        # (the app's 400 MB budget); no measurable speed difference with single-threaded sessions.
-        options.add_session_config_entry("session.disable_prepacking", "1")
-        try:
-            session = ort.InferenceSession(str(self.graph_path), options, providers=["CPUExecutionProvider"])
-        except Exception as e:
-            raise EmbedderError(f"cannot load {self.graph_path}: {e}; delete it to have it rebuilt") from e
+        session = _open_session(self.graph_path)
         self._made += 1
         return session
 
@@ -273,16 +279,7 @@ class TopLayers:
                 tensors = {k: np.asarray(d[k], np.float32) for k in d.files}
             build_int8_graph(folder, self.graph_path, first_layer=self.first_layer, replace=tensors)
             del tensors
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        options.add_session_config_entry("session.disable_prepacking", "1")
-        options.enable_cpu_mem_arena = False  # short inputs: no arena to keep between questions
-        try:
-            self._session = ort.InferenceSession(str(self.graph_path), options, providers=["CPUExecutionProvider"])
-        except Exception as e:
-            raise EmbedderError(f"cannot load {self.graph_path}: {e}; delete it to have it rebuilt") from e
+        self._session = _open_session(self.graph_path, arena=False)  # short inputs: no arena kept between questions
         self._lock = threading.Lock()
 
     def run(self, states: np.ndarray) -> np.ndarray:
