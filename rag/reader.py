@@ -409,6 +409,7 @@ class Reader:
             return scores
         unit = m.group(1)
         best = float(np.max(scores))
+        counted = re.compile(f"(?:{_COUNTED.pattern})(?:[、和及与至到-](?:{_COUNTED.pattern}))*{unit}")
         fits = np.zeros(len(scores), bool)
         for i, (p, (a, b)) in enumerate(zip(cands.passage.tolist(), cands.spans.tolist())):
             if scores[i] < best - KIND_MARGIN:
@@ -417,7 +418,7 @@ class Reader:
             # starting with the number (or numbers: "6.5万、8.5万人次"), then at most its magnitude and
             # "多"/"余", then the unit (within 3 characters of the candidate's end: "1.6" of "1.6万多家" fits)
             around = to_simplified(text[a:min(len(text), b + 3)])
-            fits[i] = bool(re.match(f"(?:{_COUNTED.pattern})(?:[、和及与至到-](?:{_COUNTED.pattern}))*{unit}", around))
+            fits[i] = bool(counted.match(around))
         if not fits.any():
             return scores
         return np.where(fits, scores, -np.inf)

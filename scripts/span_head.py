@@ -94,10 +94,6 @@ class Trained:
     layers: dict[str, np.ndarray]
     model: object  # the torch module, for scoring held-back examples
 
-    def save_layers(self, path: Path) -> Path:
-        np.savez_compressed(path, **{k: v.astype(np.float16) for k, v in self.layers.items()})
-        return path
-
 
 def _model(encoder_folder: Path):
     import torch

@@ -33,6 +33,7 @@ import queue
 import shutil
 import tempfile
 import threading
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from pathlib import Path
@@ -264,7 +265,7 @@ class TopLayers:
         try:
             with np.load(weights) as d:  # names only: the arrays are read when the graph is built
                 names = list(d.files)
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, zipfile.BadZipFile) as e:
             raise EmbedderError(f"cannot read the reader's top layers {weights}: {e}") from e
         layers = sorted({int(k.split(".")[2]) for k in names if k.startswith("encoder.layer.")})
         if not layers:
@@ -348,16 +349,14 @@ class Int8Embedder(Embedder):
         states. The states are the last layer's and layer 8's side by side; with
         ``top_layers`` (a fine-tuned copy of the top layers, :class:`TopLayers`) the last
         layer's come from that copy, run on layer 8's."""
-        with self._lock:
-            if self._encoder is None:
-                self._encoder = OnnxInt8Encoder(self._path, cache=self._cache)
-            top = None
-            if top_layers is not None:
+        enc = self._ready()
+        top = None
+        if top_layers is not None:
+            with self._lock:
                 key = str(Path(top_layers).resolve())
                 top = self._top_layers.get(key)
                 if top is None:
                     top = self._top_layers[key] = TopLayers(self._path, top_layers, self._cache)
-        enc = self._encoder
         if top is not None and enc.state_layers[1:2] != (top.first_layer - 1,):
             raise EmbedderError(f"the reader's top layers start at layer {top.first_layer}; the graph returns "
                                 f"the states of layers {enc.state_layers}")
@@ -375,11 +374,15 @@ class Int8Embedder(Embedder):
 
         return [run(p) for p in parts]  # one session: a second cost the app ~45 MB and no time
 
-    def _pair_inputs(self, question: str, texts: list[str]) -> tuple[list[int], list[tuple[list[int], list]]]:
+    def _ready(self) -> OnnxInt8Encoder:
+        """The encoder, loaded (and its graph built) on first use."""
         with self._lock:
             if self._encoder is None:
                 self._encoder = OnnxInt8Encoder(self._path, cache=self._cache)
-        tok = self._encoder.tokenizer
+            return self._encoder
+
+    def _pair_inputs(self, question: str, texts: list[str]) -> tuple[list[int], list[tuple[list[int], list]]]:
+        tok = self._ready().tokenizer
         q_ids = tok.pieces(self.prompts[0] + question)[0][:PAIR_QUESTION_TOKENS]
         parts = [tok.pieces(t) for t in texts]
         return [tok.bos, *q_ids, tok.eos, tok.eos], [(ids[:PAIR_TEXT_TOKENS], spans[:PAIR_TEXT_TOKENS]) for ids, spans in parts]
@@ -389,7 +392,7 @@ class Int8Embedder(Embedder):
         :meth:`pair_states`), its pieces' character spans, the whole pair's token states of the
         layer below the top layers (layer 8 of e5-small), and where the text's tokens start."""
         head, parts = self._pair_inputs(question, texts)
-        enc = self._encoder
+        enc = self._ready()
         out = []
         for ids, spans in parts:
             below = (enc.token_states(head + ids + [enc.tokenizer.eos])[:, enc.dim:2 * enc.dim] if ids
@@ -403,10 +406,7 @@ class Int8Embedder(Embedder):
         return E5_SMALL if same else None
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        with self._lock:
-            if self._encoder is None:
-                self._encoder = OnnxInt8Encoder(self._path, cache=self._cache)
-        return self._encoder.encode(texts)
+        return self._ready().encode(texts)
 
 
 class E5Int8Embedder(Int8Embedder):
