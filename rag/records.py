@@ -72,7 +72,9 @@ class Passage:
     """A retrieved chunk with its article's metadata, its fused score and each retriever's evidence.
 
     ``dense_score`` / ``dense_rank`` (cosine, 0-based rank) and ``keyword_score`` /
-    ``keyword_rank`` (BM25) are None when that retriever did not return the chunk.
+    ``keyword_rank`` (BM25) are None when that retriever did not return the chunk; except that a
+    hybrid search gives every passage its cosine (``dense_rank`` None: not among the dense
+    candidates).
     ``also_in`` lists other outlets that carried the same story, ``same_story`` the ids of
     those articles (folded into this passage, each story shown once).
     """

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Literal
+
+import numpy as np
 
 from .chunking import chunk_articles
 from .config import Config
@@ -260,7 +262,17 @@ class Retriever:
                      dense_weight=cfg.dense_weight if hybrid else 1.0, keyword_weight=cfg.keyword_weight if hybrid else 1.0,
                      boost=self._year_boost(prefer_year) if prefer_year else None,
                      article_of=self._article_of if hybrid and cfg.article_fusion else None)
-        return self._duplicates.fold([self._passage(c) for c in fused[: 3 * k]])[:k]
+        top = fused[: 3 * k]
+        if dense and any(c.dense_score is None for c in top):
+            top = self._with_cosines(top, vector)
+        return self._duplicates.fold([self._passage(c) for c in top])[:k]
+
+    def _with_cosines(self, cands: list[Candidate], vector) -> list[Candidate]:
+        """Candidates the dense side did not return get their cosine from the stored vectors (their
+        ``dense_rank`` stays None): on a large archive the best passages are often keyword finds
+        outside the dense candidates, and the assistant's decline needs how close they are."""
+        vecs = self.engine.vectors(c.key for c in cands if c.dense_score is None)
+        return [replace(c, dense_score=float(np.dot(vecs[c.key], vector))) if c.key in vecs else c for c in cands]
 
     def _article_of(self, key: str) -> str:
         return self._by_key[key].doc_id

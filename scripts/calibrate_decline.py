@@ -24,6 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import rag  # noqa: E402
+from rag.query import Query  # noqa: E402
 
 
 def load(path: str) -> list[dict]:
@@ -47,7 +48,7 @@ def main() -> None:
             for i in sorted(rng.permutation(len(qs))[: args.limit]):
                 d = qs[i]
                 history = [{"role": "user", "content": t} for t in d.get("turns", [])]
-                ev = assistant._resolve(d["question"], history)
+                ev = assistant.evidence(assistant.standalone(Query.of(d["question"]), history))
                 rows.append((index, 0 if d.get("no_answer") else label, ev.coverage, ev.dense))
     X = np.array([[r[2], r[3]] for r in rows])
     y = np.array([r[1] for r in rows])

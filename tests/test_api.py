@@ -95,3 +95,32 @@ def test_missing_index_says_how_to_build(tmp_path):
 
 def test_must_include_normalisation_matches_both_scripts():
     assert compact("三峽 數字") == compact("三峡数字")
+
+
+class _FewDense:
+    """The seed engine, but the dense side returns only its two best rows (as on a large archive,
+    where the dense candidates cover few of the passages the keyword side finds)."""
+
+    def __init__(self, engine):
+        self._engine = engine
+
+    def __getattr__(self, name):
+        return getattr(self._engine, name)
+
+    def dense_search(self, vector, k, where=None):
+        return self._engine.dense_search(vector, k, where)[:2]
+
+
+def test_every_hybrid_passage_has_its_cosine_even_outside_the_dense_candidates(retriever):
+    # the assistant's decline reads the best passages' cosines: keyword finds the dense side did
+    # not return must carry their real cosine, not none (which declined answerable news questions)
+    narrow = rag.Retriever(config=retriever.config, embedder=retriever.embedder, articles=retriever.articles,
+                           chunks=retriever.chunks, engine=_FewDense(retriever.engine), manifest=retriever.manifest)
+    q = "宝钢黄石新港二期工程是哪一年开工的？"
+    cosine = {p.chunk_id: p.dense_score for p in retriever.search(q, k=50, mode="dense")}
+    ps = narrow.search(q, k=5)
+    outside = [p for p in ps if p.dense_rank is None]
+    assert outside, "the test needs passages the two dense candidates do not cover"
+    for p in ps:
+        assert p.dense_score == pytest.approx(cosine[p.chunk_id], abs=1e-5)
+    assert max(p.dense_score for p in outside) <= min(p.dense_score for p in ps if p.dense_rank is not None) + 1e-6
