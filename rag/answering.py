@@ -55,7 +55,7 @@ class Evidence:
     score: float
     passages: list[Passage]
     query: str
-    coverage: float = 0.0  # IDF-weighted share of the question's content words found in a top passage
+    coverage: float = 0.0  # IDF-weighted share of the question's topic words found in a top passage
     dense: float = 0.0  # best cosine between the query and a top passage
 
 
@@ -98,7 +98,7 @@ class Assistant:
         return found / total if total else 0.0
 
     def evidence(self, question: Query, retrieval_query: Query | None = None, k: int | None = None, **filters) -> Evidence:
-        """Retrieve for the question and score how well the top passages cover its content words.
+        """Retrieve for the question and score how well the top passages cover its topic words.
 
         A question naming a year (``2024年…``) prefers articles from that year.
         """
@@ -108,7 +108,7 @@ class Assistant:
             q = Query.of(f"{q.text} {' '.join(extra)}")
         n = max(5, k or self.config.answer_passages)
         passages = self.retriever.search(q, n, prefer_year=question.year, **filters)
-        terms = question.content_words
+        terms = question.topic_words
         coverage = max((self._coverage(terms, p) for p in passages[:3]), default=0.0)
         dense = max((p.dense_score for p in passages[:3] if p.dense_score is not None), default=0.0)
         return Evidence(self._probability(coverage, dense), passages, q.text, coverage, dense)

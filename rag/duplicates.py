@@ -11,8 +11,14 @@ from .text import normalize
 __all__ = ["NearDuplicates"]
 
 
+def _shingles(text: str) -> frozenset[str]:
+    t = re.sub(r"\W+", "", normalize(text))
+    return frozenset(t[i : i + 3] for i in range(max(1, len(t) - 2)))
+
+
 class NearDuplicates:
-    """3-gram Jaccard similarity of article texts, with the verdicts remembered.
+    """3-gram Jaccard similarity of article texts, with the verdicts remembered; and passages that
+    repeat each other's text (the same wire copy in articles that differ elsewhere).
 
     Example::
 
@@ -30,8 +36,7 @@ class NearDuplicates:
     def _shingle_set(self, doc_id: str) -> frozenset[str]:
         s = self._shingles.get(doc_id)
         if s is None:
-            t = re.sub(r"\W+", "", normalize(self.articles[doc_id].text))
-            s = self._shingles[doc_id] = frozenset(t[i : i + 3] for i in range(max(1, len(t) - 2)))
+            s = self._shingles[doc_id] = _shingles(self.articles[doc_id].text)
         return s
 
     def same(self, a: str, b: str) -> bool:
@@ -58,22 +63,29 @@ class NearDuplicates:
     def fold(self, passages: list[Passage]) -> list[Passage]:
         """Each story once: a passage of a near-identical article from another outlet is dropped, its
         outlet (or id when it has none) listed in ``also_in`` of the better-ranked one and its id in
-        ``same_story``.
+        ``same_story``. So is a passage whose text a better-ranked passage of another article
+        already shows (at least the threshold of its 3-grams): outlets that run the same wire
+        copy with their own introduction or other stories around it.
 
         An article's fate is settled at its first passage (it is its own story, or it folds into
         the first kept article that tells the same one), so articles are compared with the kept
-        articles once each, not passage by passage."""
+        articles once each, not passage by passage; repeated text is checked passage by passage."""
         kept: list[Passage] = []
         first_kept: dict[str, int] = {}  # article → position of its first kept passage, in kept order
         folds_into: dict[str, int | None] = {}
+        text: list[frozenset[str]] = []  # shingles of the kept passages
         for p in passages:
             if p.doc_id not in folds_into:
                 folds_into[p.doc_id] = next(
                     (i for d, i in first_kept.items() if d != p.doc_id and self.same(d, p.doc_id)), None)
             i = folds_into[p.doc_id]
             if i is None:
+                mine = _shingles(p.text)
+                i = next((j for j, q in enumerate(kept) if q.doc_id != p.doc_id and self._repeats(mine, text[j])), None)
+            if i is None:
                 first_kept.setdefault(p.doc_id, len(kept))
                 kept.append(p)
+                text.append(mine)
                 continue
             q = kept[i]
             label = p.source or p.doc_id
@@ -83,3 +95,8 @@ class NearDuplicates:
                 q = replace(q, same_story=q.same_story + (p.doc_id,))
             kept[i] = q
         return kept
+
+    def _repeats(self, later: frozenset[str], kept: frozenset[str]) -> bool:
+        """``later`` says little that ``kept`` does not: at least the threshold of its 3-grams are in
+        ``kept`` (so a longer passage that adds to a shorter one is never folded into it)."""
+        return len(kept) >= self.threshold * len(later) and len(later & kept) >= self.threshold * len(later)

@@ -7,7 +7,7 @@ from functools import cached_property
 from typing import Iterable
 
 from .errors import QueryError
-from .text import fold, keywords, normalize, tokenize
+from .text import QUESTION_FRAME_WORDS, fold, keywords, normalize, tokenize
 
 __all__ = ["Query", "ArticleFilter", "MAX_QUERY_CHARS", "is_dated"]
 
@@ -67,6 +67,12 @@ class Query:
     def content_words(self) -> list[str]:
         """The words a passage must contain to answer the question."""
         return keywords(self.text)
+
+    @cached_property
+    def topic_words(self) -> list[str]:
+        """The content words without those that frame the question ("何年", "文中提及", "什么颜色"):
+        what the evidence for an answer must mention. All content words when nothing else is left."""
+        return [t for t in self.content_words if t not in QUESTION_FRAME_WORDS] or self.content_words
 
     @cached_property
     def year(self) -> int | None:

@@ -192,3 +192,12 @@ def test_an_unsure_span_keeps_the_extractive_text_and_is_shown_only_where_that_t
     # a surer span leads the text with its sentence
     sure = ask("绿色低碳", 0.5)
     assert sure.short == "绿色低碳" and "绿色低碳" in sure.highlights[0] and "绿色低碳" in sure.text
+
+
+def test_words_that_frame_the_question_are_not_missing_evidence():
+    # "文中提及…何年" (how DRCD asks) is not in the article: the evidence is judged on 宜昌, 复绿, 工程, 完工
+    near = Passage(**{**YICHANG.__dict__, "dense_score": 0.85})
+    q = Query.of("文中提及，宜昌复绿工程是何年完工的？")
+    assert q.topic_words == ["宜昌", "复绿", "工程", "完工"]
+    assert Query.of("何年？").topic_words == ["何年"]  # nothing else left: all content words count
+    assert Assistant(FakeRetriever([near])).ask(q.text).grounded

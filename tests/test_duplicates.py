@@ -25,3 +25,36 @@ def test_each_story_once_with_the_other_outlets_listed_on_its_best_passage():
     assert folded[0].also_in == ("湖北日报", "d")  # an outlet once; an article without one by its id
     assert folded[0].same_story == ("b", "d") and folded[2].also_in == folded[2].same_story == ()
     assert nd.same("a", "b") and not nd.same("a", "c")
+
+
+WIRE = "台风卡努8月4日上午在浙江南部近海海面转向东偏北方向移动，7日夜间在日本西南部海面转向北偏西方向移动，预计将影响山东半岛。"
+SHARED = {
+    # two outlets run the same wire copy, each with its own lead and other news around it: the
+    # articles are not near-identical, but the passage of the wire text is shown once
+    "e": Article(id="e", title="", text="齐鲁网消息。" + WIRE + "本地气象台提醒市民注意防范大风。" * 3, source="齐鲁网"),
+    "f": Article(id="f", title="", text="据新华社电，" + WIRE + "另外，上海今天最高气温达到三十七度。" * 4, source="新民晚报"),
+}
+
+
+def _wire(doc: str, text: str, start: int) -> Passage:
+    return Passage(doc_id=doc, title="", date=None, source=SHARED[doc].source, text=text, score=0.0, start=start)
+
+
+def test_a_passage_repeating_another_articles_passage_is_shown_once():
+    nd = NearDuplicates(SHARED)
+    assert not nd.same("e", "f")
+    e_text, f_text = SHARED["e"].text, SHARED["f"].text
+    folded = nd.fold([
+        _wire("e", e_text[: len(WIRE) + 6], 0),
+        _wire("f", f_text[: len(WIRE) + 5], 0),  # the wire copy again, another lead: folded
+        _wire("f", f_text[len(WIRE) + 5:], 70),  # what only the second outlet says: kept
+    ])
+    assert [(p.doc_id, p.start) for p in folded] == [("e", 0), ("f", 70)]
+    assert folded[0].also_in == ("新民晚报",) and folded[0].same_story == ("f",)
+
+
+def test_a_longer_passage_that_adds_to_a_shown_one_is_kept():
+    nd = NearDuplicates(SHARED)
+    f_text = SHARED["f"].text
+    folded = nd.fold([_wire("e", WIRE, 6), _wire("f", f_text[: len(WIRE) + 40], 0)])
+    assert [p.doc_id for p in folded] == ["e", "f"] and folded[0].also_in == ()
