@@ -447,11 +447,24 @@ def _date(d: str | None) -> str:
     return f"{int(m.group(1))}月{int(m.group(2))}日（未注明年份）" if m else (d or "日期不详")
 
 
+def _also(p: rag.Passage) -> str:
+    """Where else the story ran (folded into this passage): "亦见于：湖北日报、新民晚报", and for
+    articles without a named outlet their number ("另有2篇相同报道")."""
+    outlets = [x for x in p.also_in if x not in p.same_story]
+    unnamed = len(p.also_in) - len(outlets)
+    parts = []
+    if outlets:
+        parts.append("亦见于：" + "、".join(outlets))
+    if unnamed:
+        parts.append(f"另有{unnamed}篇相同报道")
+    return "；".join(parts)
+
+
 def _cards(answer: rag.Answer, id_prefix: str) -> str:
     cards = []
     for n, p in enumerate(answer.citations, 1):
         hl = answer.highlights[n - 1] if n - 1 < len(answer.highlights) else ""
-        meta = " · ".join(html.escape(x) for x in (p.source or "来源不详", _date(p.date)))
+        meta = " · ".join(html.escape(x) for x in (p.source or "来源不详", _date(p.date), _also(p)) if x)
         title = html.escape(p.title)
         if p.url:
             title = f'<a href="{html.escape(p.url)}" target="_blank" rel="noopener">{title}</a>'

@@ -1,22 +1,32 @@
-"""Calibrate when the assistant declines: fit the evidence model on answerable and unanswerable questions.
+"""Calibrate when the assistant declines: the evidence model on answerable and unanswerable questions.
 
 Usage (each --set is an index, a file of questions answerable from it, and files of questions it
-cannot answer; questions with ``no_answer: true`` always count as unanswerable):
+cannot answer; questions with ``no_answer: true`` always count as unanswerable; ``FILE@simplified``
+asks a file's questions in Simplified script):
 
-    python scripts/calibrate_decline.py \
-        --set index ../shared/eval/seeds_dev.jsonl ../shared/bench/cmrc2018_dev.qa.jsonl ../shared/bench/drcd_dev.qa.jsonl ../shared/bench/crud_news_dev.qa.jsonl \
-        --set /path/to/cmrc-index ../shared/bench/cmrc2018_dev.qa.jsonl ../shared/bench/crud_news_dev.qa.jsonl ../shared/eval/seeds_dev.jsonl \
-        --limit 300
+    python scripts/calibrate_decline.py --limit 600 \\
+        --set ../bench-index/crud ../shared/bench/crud_news_dev.qa.jsonl \\
+              ../shared/bench/cmrc2018_dev.qa.jsonl ../shared/bench/drcd_dev.qa.jsonl@simplified \\
+        --set ../bench-index/cmrc ../shared/bench/cmrc2018_dev.qa.jsonl \\
+              ../shared/bench/crud_news_dev.qa.jsonl ../shared/bench/drcd_dev.qa.jsonl@simplified \\
+        --set ../bench-index/drcd ../shared/bench/drcd_dev.qa.jsonl \\
+              ../shared/bench/crud_news_dev.qa.jsonl ../shared/bench/cmrc2018_dev.qa.jsonl \\
+        --set ../bench-index/drcd ../shared/bench/drcd_dev.qa.jsonl@simplified \\
+        --set ../bench-index/seeds ../shared/eval/seeds_dev.jsonl \\
+              ../shared/bench/cmrc2018_dev.qa.jsonl ../shared/bench/crud_news_dev.qa.jsonl
 
-For each question it records the two evidence signals the assistant uses (IDF-weighted coverage
-of the question's content words by a top passage, and the best dense cosine), fits a
-class-balanced logistic regression, and prints the weights for ``Config.evidence_weights`` with
-the share of answerable questions kept and unanswerable ones declined, per set and per threshold.
+For each question it records the signals the assistant's decline uses (IDF-weighted coverage of the
+question's topic words by a top passage, and the best cosine), and two it could use (the rarest
+topic word found; the unweighted share of topic words found). It reports what today's
+``Config.evidence_weights`` keep and decline per file, on the questions about the held-out articles
+(``rag.eval.split``: "test") and the others ("fit"), then fits a logistic regression on the "fit"
+questions alone, each index's answerable and unanswerable questions weighing the same, for each
+choice of signals, and reports the same table and the held-out AUC for it.
 """
 from __future__ import annotations
 
 import argparse
-import json
+import math
 import sys
 from pathlib import Path
 
@@ -24,47 +34,91 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import rag  # noqa: E402
+from rag.eval import load_questions  # noqa: E402
+from rag.eval.split import held_out  # noqa: E402
 from rag.query import Query  # noqa: E402
 
+SIGNALS = (("cov", "dense"), ("cov", "dense", "rare"), ("cov", "dense", "share"))
 
-def load(path: str) -> list[dict]:
-    return [json.loads(line) for line in open(path, encoding="utf-8") if line.strip()]
+
+def signals(assistant: rag.Assistant, question: str, history: list[dict]) -> dict:
+    q = assistant.standalone(Query.of(question), history)
+    ev = assistant.evidence(q)
+    terms = q.topic_words
+    texts = [Query(p.context).normalized for p in ev.passages[:3]]
+    idf = {t: assistant.retriever.idf(t) for t in terms}
+    rarest = max(terms, key=idf.__getitem__) if terms else None
+    return {
+        "cov": ev.coverage, "dense": ev.dense,
+        "rare": float(rarest is not None and any(rarest in t for t in texts)),
+        "share": max((sum(t in x for t in terms) / len(terms) for x in texts), default=0.0) if terms else 0.0,
+    }
+
+
+def collect(specs: list[list[str]], limit: int) -> list[dict]:
+    rng = np.random.default_rng(0)
+    rows = []
+    for index, *files in specs:
+        assistant = rag.Assistant(rag.Retriever.load(index))
+        for n, spec in enumerate(files):
+            path, _, script = spec.partition("@")
+            questions = load_questions(path)
+            if script == "simplified":
+                questions = [q.simplified() for q in questions]
+            if len(questions) > limit:
+                questions = [questions[i] for i in sorted(rng.permutation(len(questions))[:limit])]
+            for q in questions:
+                history = [{"role": "user", "content": t} for t in q.turns]
+                rows.append({
+                    "set": f"{Path(index).name} ← {Path(path).name.split('.')[0]}{'@s' if script else ''}",
+                    "index": index, "label": int(n == 0 and not q.no_answer),
+                    "split": "test" if q.gold_docs and any(held_out(d) for d in q.gold_docs) else "fit",
+                    **signals(assistant, q.question, history),
+                })
+            print(f"{len(questions)} questions of {spec} asked of {index}", file=sys.stderr)
+    return rows
+
+
+def report(rows: list[dict], prob: np.ndarray, title: str) -> None:
+    print(f"\n{title}\n\n| questions asked of | split | answerable kept | unanswerable declined |\n|---|---|---|---|")
+    for name in dict.fromkeys(r["set"] for r in rows):
+        for split in ("fit", "test"):
+            sel = [(r["label"], p) for r, p in zip(rows, prob) if r["set"] == name and r["split"] == split]
+            pos = [p for y, p in sel if y == 1]
+            neg = [p for y, p in sel if y == 0]
+            if sel:
+                kept = f"{sum(p >= 0.5 for p in pos)}/{len(pos)} = {np.mean([p >= 0.5 for p in pos]):.3f}" if pos else ""
+                declined = f"{sum(p < 0.5 for p in neg)}/{len(neg)} = {np.mean([p < 0.5 for p in neg]):.3f}" if neg else ""
+                print(f"| {name} | {split} | {kept} | {declined} |")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--set", nargs="+", action="append", required=True, metavar="INDEX ANSWERABLE [UNANSWERABLE ...]")
-    ap.add_argument("--limit", type=int, default=300, help="questions taken at random (seed 0) from each file")
+    ap.add_argument("--limit", type=int, default=600, help="questions taken at random (seed 0) from each file")
     args = ap.parse_args()
     from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
 
-    rng = np.random.default_rng(0)
-    rows: list[tuple[str, int, float, float]] = []
-    for spec in args.set:
-        index, answerable, *unanswerable = spec
-        assistant = rag.Assistant(rag.Retriever.load(index))
-        for path, label in [(answerable, 1)] + [(u, 0) for u in unanswerable]:
-            qs = load(path)
-            for i in sorted(rng.permutation(len(qs))[: args.limit]):
-                d = qs[i]
-                history = [{"role": "user", "content": t} for t in d.get("turns", [])]
-                ev = assistant.evidence(assistant.standalone(Query.of(d["question"]), history))
-                rows.append((index, 0 if d.get("no_answer") else label, ev.coverage, ev.dense))
-    X = np.array([[r[2], r[3]] for r in rows])
-    y = np.array([r[1] for r in rows])
-    model = LogisticRegression(C=100, class_weight="balanced").fit(X, y)
-    (w_cov, w_dense), bias = model.coef_[0], model.intercept_[0]
-    typical = float(np.median(X[y == 1, 1]))
-    print(f"questions: {len(y)} ({int(y.sum())} answerable, {int((1 - y).sum())} unanswerable)")
-    print(f"evidence_weights = ({w_cov:.2f}, {w_dense:.2f}, {bias:.2f}, {typical:.3f})")
-    prob = model.predict_proba(X)[:, 1]
-    print("set                              threshold  answerable-kept  unanswerable-declined")
-    for index in dict.fromkeys(r[0] for r in rows):
-        sel = np.array([r[0] == index for r in rows])
-        for t in (0.3, 0.5, 0.7):
-            kept = np.mean(prob[sel & (y == 1)] >= t)
-            declined = np.mean(prob[sel & (y == 0)] < t)
-            print(f"{index[-32:]:32s} {t:9.1f}  {kept:15.3f}  {declined:21.3f}")
+    rows = collect(args.set, args.limit)
+    w_cov, w_dense, bias, _ = rag.Config().evidence_weights
+    today = np.array([1 / (1 + math.exp(-(w_cov * r["cov"] + w_dense * r["dense"] + bias))) for r in rows])
+    test = np.array([r["split"] == "test" for r in rows])
+    y = np.array([r["label"] for r in rows])
+    report(rows, today, f"Today's evidence_weights {rag.Config().evidence_weights} (held-out AUC "
+                        f"{roc_auc_score(y[test], today[test]):.3f})")
+    fit = ~test
+    groups = [(r["index"], r["label"]) for r in rows]
+    counts = {g: sum(1 for h, f in zip(groups, fit) if f and h == g) for g in set(groups)}
+    weight = np.array([1.0 / counts[g] if counts[g] else 0.0 for g in groups])
+    for names in SIGNALS:
+        X = np.array([[r[s] for s in names] for r in rows])
+        model = LogisticRegression(C=100).fit(X[fit], y[fit], sample_weight=weight[fit])
+        prob = model.predict_proba(X)[:, 1]
+        coef = ", ".join(f"{s} {c:.2f}" for s, c in zip(names, model.coef_[0]))
+        typical = float(np.median(X[(y == 1) & fit, 1]))
+        report(rows, prob, f"Refit on {', '.join(names)}: {coef}, bias {model.intercept_[0]:.2f} "
+                           f"(typical answerable cosine {typical:.3f}); held-out AUC {roc_auc_score(y[test], prob[test]):.3f}")
 
 
 if __name__ == "__main__":

@@ -48,3 +48,11 @@ def test_the_span_is_marked_in_a_traditional_article_for_a_simplified_question()
                        text="會上,三峽數字科技平臺項目等6個項目簽約江岸。", score=1.0)
     a = _answer(citations=[trad], highlights=[trad.text], short="三峡数字科技平台项目")
     assert '<span class="span">三峽數字科技平臺項目</span>' in app.sources_html(a)
+
+
+def test_a_source_says_where_else_the_story_ran():
+    # other outlets folded into the passage are named; articles without an outlet are counted
+    p = rag.Passage(**{**P.__dict__, "also_in": ("湖北日报", "crud-1", "新民晚报"), "same_story": ("hbrb", "crud-1", "xmwb")})
+    html = app.sources_html(_answer(citations=[p]))
+    assert "长江日报 · 2021-12-03 · 亦见于：湖北日报、新民晚报；另有1篇相同报道" in html
+    assert "亦见于" not in app.sources_html(_answer())
