@@ -27,9 +27,10 @@ class NearDuplicates:
         nd.fold(passages)                        # each story once, other outlets in also_in
     """
 
-    def __init__(self, articles: Mapping[str, Article], threshold: float = 0.8) -> None:
+    def __init__(self, articles: Mapping[str, Article], threshold: float = 0.8, repeated_text: bool = True) -> None:
         self.articles = articles
         self.threshold = threshold
+        self.repeated_text = repeated_text  # also fold passages that repeat a shown one (False: articles only)
         self._shingles: dict[str, frozenset[str]] = {}
         self._verdicts: dict[tuple[str, str], bool] = {}
 
@@ -60,7 +61,7 @@ class NearDuplicates:
         self._verdicts[key] = same
         return same
 
-    def fold(self, passages: list[Passage]) -> list[Passage]:
+    def fold(self, passages: list[Passage], shown: int | None = None) -> list[Passage]:
         """Each story once: a passage of a near-identical article from another outlet is dropped, its
         outlet (or id when it has none) listed in ``also_in`` of the better-ranked one and its id in
         ``same_story``. So is a passage whose text a better-ranked passage of another article
@@ -69,7 +70,8 @@ class NearDuplicates:
 
         An article's fate is settled at its first passage (it is its own story, or it folds into
         the first kept article that tells the same one), so articles are compared with the kept
-        articles once each, not passage by passage; repeated text is checked passage by passage."""
+        articles once each, not passage by passage; repeated text is checked passage by passage,
+        until ``shown`` passages are kept (the ones the caller shows; None: all)."""
         kept: list[Passage] = []
         first_kept: dict[str, int] = {}  # article → position of its first kept passage, in kept order
         folds_into: dict[str, int | None] = {}
@@ -79,7 +81,8 @@ class NearDuplicates:
                 folds_into[p.doc_id] = next(
                     (i for d, i in first_kept.items() if d != p.doc_id and self.same(d, p.doc_id)), None)
             i = folds_into[p.doc_id]
-            if i is None:
+            mine = frozenset()
+            if i is None and self.repeated_text and (shown is None or len(kept) < shown):
                 mine = _shingles(p.text)
                 i = next((j for j, q in enumerate(kept) if q.doc_id != p.doc_id and self._repeats(mine, text[j])), None)
             if i is None:
@@ -99,4 +102,4 @@ class NearDuplicates:
     def _repeats(self, later: frozenset[str], kept: frozenset[str]) -> bool:
         """``later`` says little that ``kept`` does not: at least the threshold of its 3-grams are in
         ``kept`` (so a longer passage that adds to a shorter one is never folded into it)."""
-        return len(kept) >= self.threshold * len(later) and len(later & kept) >= self.threshold * len(later)
+        return bool(later) and len(kept) >= self.threshold * len(later) and len(later & kept) >= self.threshold * len(later)

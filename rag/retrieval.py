@@ -265,7 +265,7 @@ class Retriever:
         top = fused[: 3 * k]
         if dense and any(c.dense_score is None for c in top):
             top = self._with_cosines(top, vector)
-        return self._duplicates.fold([self._passage(c) for c in top])[:k]
+        return self._duplicates.fold([self._passage(c) for c in top], shown=k)[:k]
 
     def _with_cosines(self, cands: list[Candidate], vector) -> list[Candidate]:
         """Candidates the dense side did not return get their cosine from the stored vectors (their

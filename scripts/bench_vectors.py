@@ -6,7 +6,8 @@ quantization, on the vectors of a built index and real questions.
 
 Prints, per storage: bytes per vector and in all, dense search p50 / p95 (k = 50, one query
 at a time, as the app searches), and agreement with float32: the same best row, and the
-overlap of the top 10 and top 50.
+overlap of the top 10 and top 50. Then hybrid search through ``Retriever.search`` at k = 5, 10
+and 30, with the default folding of stories and with articles folded only.
 """
 from __future__ import annotations
 
@@ -28,8 +29,10 @@ def main() -> None:
     ap.add_argument("--questions", dest="n", type=int, default=300, help="questions per file at most")
     args = ap.parse_args()
     r = Retriever.load(args.index)
-    flat = r.engine._vectors._index
-    vectors = flat.reconstruct_n(0, flat.ntotal)
+    stored = r.engine._vectors._index
+    vectors = stored.reconstruct_n(0, stored.ntotal)  # float16-rounded when the index stores float16
+    flat = faiss.IndexFlatIP(vectors.shape[1])
+    flat.add(vectors)
     qs = []
     for path in args.questions:
         with open(path, encoding="utf-8") as f:
@@ -59,6 +62,34 @@ def main() -> None:
         lat.sort()
         print(f"| {name} | {per} | {per * index.ntotal / 2**20:,.0f} MiB | {lat[len(lat) // 2] * 1000:.1f} / {lat[int(0.95 * len(lat))] * 1000:.1f} "
               f"| {same:.3f} | {o10:.3f} | {o50:.3f} |")
+    hybrid(r, qs)
+
+
+def hybrid(r, qs: list[str]) -> None:
+    """``Retriever.search`` (embedding the question, both retrievers, fusion, folding stories) p50 / p95
+    at the app's k and rag eval's, with the repeated-text fold and without it (articles only), the
+    second of two passes."""
+    from rag.duplicates import NearDuplicates
+
+    folds = {"articles and repeated passages (default)": r._duplicates,
+             "articles only": NearDuplicates(r.articles, r.config.duplicate_threshold, repeated_text=False)}
+    print(f"\nHybrid search, {len(qs)} questions one at a time, second pass")
+    print("| fold | k = 5 | k = 10 | k = 30 (rag eval's) |\n|---|---|---|---|")
+    for _ in range(2):
+        rows = []
+        for name, fold in folds.items():
+            r._duplicates = fold
+            cells = []
+            for k in (5, 10, 30):
+                lat = []
+                for q in qs:
+                    t0 = time.perf_counter()
+                    r.search(q, k)
+                    lat.append(time.perf_counter() - t0)
+                lat.sort()
+                cells.append(f"{lat[len(lat) // 2] * 1000:.1f} / {lat[int(0.95 * len(lat))] * 1000:.1f}")
+            rows.append(f"| {name} | " + " | ".join(cells) + " |")
+    print("\n".join(rows))
 
 
 if __name__ == "__main__":
