@@ -7,7 +7,8 @@ quantization, on the vectors of a built index and real questions.
 Prints, per storage: bytes per vector and in all, dense search p50 / p95 (k = 50, one query
 at a time, as the app searches), and agreement with float32: the same best row, and the
 overlap of the top 10 and top 50. Then hybrid search through ``Retriever.search`` at k = 5, 10
-and 30, with the default folding of stories and with articles folded only.
+and 30, with the default folding of stories and with articles folded only. ``--soak``: resident
+memory while every question is searched once (k = 30), as a long-running app meets more articles.
 """
 from __future__ import annotations
 
@@ -27,8 +28,12 @@ def main() -> None:
     ap.add_argument("--index", required=True)
     ap.add_argument("questions", nargs="+")
     ap.add_argument("--questions", dest="n", type=int, default=300, help="questions per file at most")
+    ap.add_argument("--soak", action="store_true",
+                    help="instead: every question once through Retriever.search (k = 30), resident memory every 500")
     args = ap.parse_args()
     r = Retriever.load(args.index)
+    if args.soak:
+        return soak(r, args)
     stored = r.engine._vectors._index
     vectors = stored.reconstruct_n(0, stored.ntotal)  # float16-rounded when the index stores float16
     flat = faiss.IndexFlatIP(vectors.shape[1])
@@ -63,6 +68,25 @@ def main() -> None:
         print(f"| {name} | {per} | {per * index.ntotal / 2**20:,.0f} MiB | {lat[len(lat) // 2] * 1000:.1f} / {lat[int(0.95 * len(lat))] * 1000:.1f} "
               f"| {same:.3f} | {o10:.3f} | {o50:.3f} |")
     hybrid(r, qs)
+
+
+def _rss_mb() -> int:
+    with open("/proc/self/status", encoding="ascii") as f:
+        return int(f.read().split("VmRSS:")[1].split()[0]) // 1024
+
+
+def soak(r, args) -> None:
+    """A long-running app's memory: resident size as searches meet ever more articles."""
+    qs = []
+    for path in args.questions:
+        with open(path, encoding="utf-8") as f:
+            qs += [json.loads(line)["question"] for line, _ in zip(f, range(args.n))]
+    print(f"| searches | resident MB | seconds |\n|---|---|---|\n| 0 (loaded) | {_rss_mb():,} | |")
+    t0 = time.perf_counter()
+    for i, q in enumerate(qs, 1):
+        r.search(q, 30)
+        if i % 500 == 0 or i == len(qs):
+            print(f"| {i:,} | {_rss_mb():,} | {time.perf_counter() - t0:.0f} |", flush=True)
 
 
 def hybrid(r, qs: list[str]) -> None:

@@ -58,3 +58,14 @@ def test_a_longer_passage_that_adds_to_a_shown_one_is_kept():
     f_text = SHARED["f"].text
     folded = nd.fold([_wire("e", WIRE, 6), _wire("f", f_text[: len(WIRE) + 40], 0)])
     assert [p.doc_id for p in folded] == ["e", "f"] and folded[0].also_in == ()
+
+
+def test_the_articles_remembered_are_bounded_and_verdicts_survive_forgetting(monkeypatch):
+    import rag.duplicates as duplicates
+
+    monkeypatch.setattr(duplicates, "ARTICLES_REMEMBERED", 2)
+    nd = NearDuplicates(ARTICLES)
+    assert nd.same("a", "b") and not nd.same("a", "c") and nd.same("b", "d")
+    assert len(nd._grams) == 2  # a long-running app over a large archive does not grow without end
+    nd._verdicts.clear()
+    assert nd.same("a", "b") and not nd.same("c", "d")  # recomputed after being forgotten
