@@ -17,8 +17,10 @@ since the answers are drawn from the top passages and depend on the fused order 
 
     python scripts/tune_fusion.py answers ../shared/bench/cmrc2018_dev.qa.jsonl --index IDX --setting 0.8,0.08
 
-Ranks are measured exactly as ``rag eval`` does: the top ``3 * 30`` fused chunks, near-duplicate
-stories folded, the first 30 kept, articles counted once.
+Ranks are measured as ``rag eval`` does: the top ``3 * 30`` fused chunks, near-duplicate
+stories folded, the first 30 kept, articles counted once. One difference: ``rag eval`` also folds a
+passage that repeats the text of a shown one (the caches hold no texts). On the four sets this
+changes no R@1 or R@5; CRUD's R@10 is 0.735 there against 0.706 here.
 """
 from __future__ import annotations
 
