@@ -32,16 +32,16 @@ def main() -> None:
                     help="instead: every question once through Retriever.search (k = 30), resident memory every 500")
     args = ap.parse_args()
     r = Retriever.load(args.index)
-    if args.soak:
-        return soak(r, args)
-    stored = r.engine._vectors._index
-    vectors = stored.reconstruct_n(0, stored.ntotal)  # float16-rounded when the index stores float16
-    flat = faiss.IndexFlatIP(vectors.shape[1])
-    flat.add(vectors)
     qs = []
     for path in args.questions:
         with open(path, encoding="utf-8") as f:
             qs += [json.loads(line)["question"] for line, _ in zip(f, range(args.n))]
+    if args.soak:
+        return soak(r, qs)
+    stored = r.engine._vectors._index
+    vectors = stored.reconstruct_n(0, stored.ntotal)  # float16-rounded when the index stores float16
+    flat = faiss.IndexFlatIP(vectors.shape[1])
+    flat.add(vectors)
     queries = r.embedder.embed_queries(qs)
     variants = {"float32 (IndexFlatIP)": flat}
     for name, qt in (("float16 (SQ fp16)", faiss.ScalarQuantizer.QT_fp16), ("int8 (SQ8)", faiss.ScalarQuantizer.QT_8bit)):
@@ -75,12 +75,8 @@ def _rss_mb() -> int:
         return int(f.read().split("VmRSS:")[1].split()[0]) // 1024
 
 
-def soak(r, args) -> None:
+def soak(r, qs: list[str]) -> None:
     """A long-running app's memory: resident size as searches meet ever more articles."""
-    qs = []
-    for path in args.questions:
-        with open(path, encoding="utf-8") as f:
-            qs += [json.loads(line)["question"] for line, _ in zip(f, range(args.n))]
     print(f"| searches | resident MB | seconds |\n|---|---|---|\n| 0 (loaded) | {_rss_mb():,} | |")
     t0 = time.perf_counter()
     for i, q in enumerate(qs, 1):
