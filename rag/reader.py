@@ -18,7 +18,7 @@ import numpy as np
 
 from .errors import RagError
 from .config import Config
-from .extractive import Sentence, select_sentences, sentence_spans, variants
+from .extractive import Sentence, select_sentences, sentence_spans
 from .query import Query
 from .reader_features import (FEATURE_NAMES, LEX_TABLES, NF, apply_lexical, question_info,
                               sentence_candidates)
@@ -36,12 +36,10 @@ FORMAT_VERSION = 1
 MAX_SENTENCES = 8
 # "哪些项目" asks for a list of 项目: candidates naming that kind of thing come first
 _WHICH_KIND = re.compile(r"哪些([\u4e00-\u9fff]{2})")
-_WHAT_KIND = re.compile(r"什么([\u4e00-\u9fff]{2})")  # "什么会议": one thing of that kind
 # "多少家", "几个": the counting word the answer's number comes with
 _ASKED_UNIT = re.compile(r"(?:多少|(?<!哪)几)([个名位家项次条座种届所部本只件台辆户元亿万千百吨米人])")
 _COUNTED = re.compile(r"[约近超逾]?(?:[0-9０-９]|[.．](?=[0-9０-９]))+[万亿千百]*[多余]?|[零一二两三四五六七八九十][零一二两三四五六七八九十百千万亿]*[多余]?")
 KIND_MARGIN = 1.0  # how far below the best score a candidate of the asked kind may be and still win
-WHAT_KIND_MARGIN = 2.0  # the same for "什么X" (the seed follow-up's meeting was 1.6 below; validation neutral)
 _LIST_TAIL = r"等[^，,。；;：:！？!?、\s]{0,6}?"  # + the asked kind: "等6个项目", "等三家单位": a list's closing count
 # what a number may not be cut from: the rest of its digits, its magnitude (万, 亿, …) and a percent sign
 _NUMBER_REST = re.compile(r"(?:[0-9０-９]|[.,．，](?=[0-9０-９]))*[万萬亿億千百]*[%％‰]?")
@@ -430,21 +428,18 @@ class Reader:
         """For "哪些X" questions, when a candidate ending in X ("…等6个项目") scores within
         ``KIND_MARGIN`` of the best, only such candidates compete (for the answer and its runner-up):
         the list of projects, not the neighbouring list of partner units; and when one of them is a
-        list ("A、B"), only lists: "哪些" asks for several, not for the last item of the list.
-        For "什么X" the same within ``WHAT_KIND_MARGIN``, X or another word for it ("…理事会" for
-        会议): the meeting, not the projects signed at it."""
-        several = _WHICH_KIND.search(question.normalized)
-        m = several or _WHAT_KIND.search(question.normalized)
+        list ("A、B"), only lists: "哪些" asks for several, not for the last item of the list."""
+        m = _WHICH_KIND.search(question.normalized)
         if not m or not len(scores):
             return scores
-        kinds = (m.group(1),) + (() if several else variants(m.group(1)))
+        kind = m.group(1)
         best = float(np.max(scores))
         texts = [to_simplified(passages[p].text[a:b]) for p, (a, b) in zip(cands.passage.tolist(), cands.spans.tolist())]
-        fits = np.array([t.endswith(kinds) for t in texts])
-        near = scores >= best - (KIND_MARGIN if several else WHAT_KIND_MARGIN)
+        fits = np.array([t.endswith(kind) for t in texts])
+        near = scores >= best - KIND_MARGIN
         if not (fits & near).any():
             return scores
         lists = fits & np.array(["、" in t for t in texts])
-        if several and (lists & near).any():
+        if (lists & near).any():
             fits = lists
         return np.where(fits, scores, -np.inf)

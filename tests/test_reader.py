@@ -139,22 +139,3 @@ def test_how_many_of_a_unit_prefers_the_number_counted_in_it():
     # questions that ask for no count are left alone ("哪几个" asks which, not how many)
     for other in ("江阴全市排查了什么？", "江阴的企业分为哪几个部分？"):
         assert np.isfinite(Reader._prefer_asked_unit(Query.of(other), passages, cands, np.zeros(len(cands)))).all()
-
-
-def test_what_kind_prefers_a_candidate_of_that_kind():
-    from rag.reader import WHAT_KIND_MARGIN, collect_candidates
-
-    text = "11月29日,长江生态环保产业联盟第四次理事会暨第四次联盟成员大会在武汉召开。会上,三峡数字科技平台项目等6个项目签约江岸。"
-    passages = [Passage(doc_id="cjrb", title="江岸签约", date="2023-11-29", source="长江日报", text=text, score=1.0)]
-    q = Query.of("江岸签约的项目是在什么会议上签约的？")
-    cands = collect_candidates(q, passages, None)
-    spans = [text[a:b] for a, b in cands.spans.tolist()]
-    # the reader prefers something else, a meeting's name scores a little lower
-    scores = np.array([WHAT_KIND_MARGIN - 0.5 if "项目" in s else 0.0 for s in spans])
-    kept = Reader._prefer_asked_kind(q, passages, cands, scores)
-    kept_texts = {s for s, k in zip(spans, kept) if np.isfinite(k)}
-    assert kept_texts and all(s.endswith(("会议", "理事会", "大会")) for s in kept_texts)  # 大会 says 会议 too
-    # a kind no candidate is (什么时候), or one far below the best, changes nothing
-    assert np.isfinite(Reader._prefer_asked_kind(Query.of("会议是什么时候召开的？"), passages, cands, scores)).all()
-    far = np.array([WHAT_KIND_MARGIN + 1.0 if "项目" in s else 0.0 for s in spans])
-    assert np.isfinite(Reader._prefer_asked_kind(q, passages, cands, far)).all()
