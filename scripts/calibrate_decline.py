@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -109,7 +110,7 @@ def main() -> None:
                         f"{roc_auc_score(y[test], today[test]):.3f})")
     fit = ~test
     groups = [(r["index"], r["label"]) for r in rows]
-    counts = {g: sum(1 for h, f in zip(groups, fit) if f and h == g) for g in set(groups)}
+    counts = Counter(g for g, f in zip(groups, fit) if f)  # fitted questions per (index, label)
     weight = np.array([1.0 / counts[g] if counts[g] else 0.0 for g in groups])
     for names in SIGNALS:
         X = np.array([[r[s] for s in names] for r in rows])
