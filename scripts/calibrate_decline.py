@@ -63,6 +63,8 @@ def collect(specs: list[list[str]], limit: int) -> list[dict]:
         assistant = rag.Assistant(rag.Retriever.load(index))
         for n, spec in enumerate(files):
             path, _, script = spec.partition("@")
+            if script not in ("", "simplified"):
+                raise SystemExit(f"{spec}: the only suffix is @simplified")
             questions = load_questions(path)
             if script == "simplified":
                 questions = [q.simplified() for q in questions]
