@@ -10,6 +10,7 @@ import numpy as np
 from .engine import Engine, Row
 from .errors import IndexCorruptError
 from .keyword_segments import KeywordSegments
+from .store import taking_turns
 from .text import tokenize
 from .vector_index import VectorIndex
 
@@ -38,7 +39,7 @@ class LocalEngine(Engine):
         self.rows = rows
         self._vectors = vectors
         self._keywords = keywords
-        self._position = {r.key: i for i, r in enumerate(rows)}
+        self._position = {r.key: i for i, r in enumerate(taking_turns(rows))}
         self._masks: dict["ArticleFilter", np.ndarray] = {}
 
     @classmethod

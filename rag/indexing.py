@@ -13,6 +13,7 @@ from .chunking import embed_text
 from .config import Config
 from .engine import Engine, Row
 from .records import Article, Chunk
+from .store import taking_turns
 from .text import fold, tokenize
 
 if TYPE_CHECKING:
@@ -90,7 +91,7 @@ def row_key(chunk: Chunk) -> str:
 
 def rows_of(chunks: Iterable[Chunk], articles: Mapping[str, Article], config: Config) -> list[Row]:
     rows = []
-    for c in chunks:
+    for c in taking_turns(chunks):
         a = articles[c.doc_id]
         rows.append(Row(key=row_key(c), chunk_id=c.id, doc_id=c.doc_id, source=a.source, date=a.date,
                         text=embed_text(c, title_in_chunk=config.title_in_chunk)))

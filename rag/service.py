@@ -2,12 +2,14 @@
 change the corpus, checked uploads kept for undo, bounded feedback)."""
 from __future__ import annotations
 
+import gc
 import hmac
 import ipaddress
 import logging
 import os
 import shutil
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -43,6 +45,25 @@ log = logging.getLogger(__name__)
 MAX_K = 20
 UPLOAD_SUFFIXES = SUPPORTED_SUFFIXES
 MAX_UPLOAD_FILES = 20
+
+
+@contextmanager
+def _kept_out_of_collections() -> Iterator[None]:
+    """Python's cyclic collector off while an index generation is read, and everything alive then
+    moved out of its reach (``gc.freeze``). A generation is hundreds of thousands of objects
+    that live until the next one: collected normally, the first full collection after a
+    background reload scanned both generations of the 68k archive while holding every thread
+    (a quarter of a second, and again at every later full collection). A replaced generation
+    is still freed when the last request using it ends: its objects form no cycles, so
+    reference counting frees them, frozen or not."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if was:
+            gc.enable()
 
 
 def listens_on_loopback_only(host: str) -> bool:
@@ -134,10 +155,13 @@ class Service:
                     self.status = f"正在建立索引（{reason}）…"
                     log.info("building %s from %s: %s", self.index_dir, self.data_dir, reason)
                     self.retriever = Retriever.build(self.data_dir, self.index_dir, config=self.config, show_progress=show_progress)
+                    gc.collect()  # a build leaves garbage behind; nobody waits yet
+                    gc.freeze()  # the records, out of later collections' reach (see _kept_out_of_collections)
                 else:
                     self.status = "正在载入索引…"
                     log.info("loading index %s", self.index_dir)
-                    self.retriever = Retriever.load(self.index_dir, config=self.config)
+                    with _kept_out_of_collections():
+                        self.retriever = Retriever.load(self.index_dir, config=self.config)
                 self._set_ready_status(self.retriever)
                 log.info("ready: %s", self.status)
             except Exception as e:  # recorded so requests get 503 with the reason instead of waiting forever
@@ -198,7 +222,8 @@ class Service:
     def _load_new(self, r: Retriever) -> None:
         """Load the published generation and serve it (in the background; holds the reload lock)."""
         try:
-            fresh = r.latest()
+            with _kept_out_of_collections():
+                fresh = r.latest()
             if fresh is not r and self.retriever is r:
                 self._serve(fresh)
         except Exception:  # noqa: BLE001 - a failed reload keeps serving the loaded index

@@ -23,7 +23,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, TypeVar
 
 from .errors import IndexCorruptError, IndexLockedError, IndexMissingError
 from .records import Article, Chunk
@@ -31,6 +31,7 @@ from .records import Article, Chunk
 __all__ = ["IndexStore", "FORMAT_VERSION", "REBUILD"]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 FORMAT_VERSION = 1
 
@@ -42,6 +43,20 @@ ARTICLES = "articles.jsonl"
 CHUNKS = "chunks.jsonl"
 REQUIRED = (MANIFEST, ARTICLES, CHUNKS)
 REBUILD = "rebuild it with `rag build --data DATA_DIR --index {root}`"
+
+
+def taking_turns(items: Iterable[T], every: int = 500) -> Iterator[T]:
+    """``items``, letting the process's other threads run after every ``every`` of them.
+
+    Reading an archive's records is seconds of Python work. In a server that reads a new
+    generation in the background, the threads answering requests would wait for Python's lock
+    again at each of their calls into C (vector search, BM25, the encoder): searches of the 68k
+    archive took up to 1.8 s instead of 18 ms while one loaded.
+    """
+    for i, item in enumerate(items, 1):
+        yield item
+        if i % every == 0:
+            time.sleep(0)  # gives up the lock: a waiting thread takes it
 
 
 def _fsync_tree(folder: Path) -> None:
@@ -103,9 +118,9 @@ class IndexStore:
         gen = gen or self.current()
         try:
             with open(gen / ARTICLES, encoding="utf-8") as f:
-                articles = {a.id: a for a in (Article.from_dict(json.loads(line)) for line in f)}
+                articles = {a.id: a for a in (Article.from_dict(json.loads(line)) for line in taking_turns(f))}
             with open(gen / CHUNKS, encoding="utf-8") as f:
-                chunks = [Chunk.from_dict(json.loads(line)) for line in f]
+                chunks = [Chunk.from_dict(json.loads(line)) for line in taking_turns(f)]
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise IndexCorruptError(f"{gen}: damaged article or chunk records ({e}); {REBUILD.format(root=self.root)}") from e
         return articles, chunks

@@ -2,7 +2,11 @@
 process keeps searching it.
 
     python scripts/bench_updates.py --index ../bench-index/crud \
-        --articles ../bench-data/crud/crud_news.articles.jsonl --sizes 100 1000
+        --articles ../bench-data/crud/crud_news.articles.jsonl --sizes 100 1000 [--reload-trials 3]
+
+``--reload-trials N`` first measures, N times, one process that searches without pause while a
+thread of it reads the index again (what the app does when another process published a
+generation), with nothing else running.
 
 For each size N: the last N articles of ``--articles`` that are in the index are removed with
 ``rag remove`` and added back from a file of their own with ``rag add`` (so they are new to the
@@ -11,8 +15,9 @@ index); the UpdateReport's own seconds (the change and the new generation, witho
 are printed beside it. Meanwhile a separate process serves the index as the app does
 (``rag.service.Service``: it picks up each new generation in the background) and searches
 without pause: its latency p50 / p95 before, during and after the updates is printed, with the
-time at which it first served each new generation. The index ends with the same articles as it
-started.
+time at which it first served each new generation, and its slowest searches with what it was doing
+meanwhile (loading a new generation in the background, a full garbage collection). The index ends
+with the same articles as it started.
 """
 from __future__ import annotations
 
@@ -36,8 +41,24 @@ from pathlib import Path
 from rag.service import Service
 index, out, stop = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
 questions = json.loads(sys.argv[4])
+import gc
+events = []  # (start, end, what): the app's background reloads and full garbage collections
 svc = Service(Path(index), Path(index), feedback_dir=out.parent / "feedback")
 svc.retriever = __import__("rag").Retriever.load(index)
+load_new = svc._load_new
+def timed_load(r):
+    t = time.time()
+    load_new(r)
+    events.append((t, time.time(), "background reload of a new generation"))
+svc._load_new = timed_load
+full = []
+def collections(phase, info):
+    if info["generation"] == 2:
+        if phase == "start":
+            full.append(time.time())
+        else:
+            events.append((full.pop(), time.time(), f"full garbage collection ({info['collected']} freed)"))
+gc.callbacks.append(collections)
 print("ready", flush=True)
 rows, i = [], 0
 while not stop.exists() and i < 200000:
@@ -47,7 +68,33 @@ while not stop.exists() and i < 200000:
     r.search(q, k=5)
     rows.append((t0, time.time() - t0, r.generation))
     i += 1
-out.write_text(json.dumps(rows))
+out.write_text(json.dumps({"rows": rows, "events": events}))
+"""
+
+
+RELOADER = r"""
+import json, sys, threading, time
+from rag.retrieval import Retriever
+index, trials, questions = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
+r = Retriever.load(index)
+for q in questions:
+    r.search(q, k=5)
+for trial in range(trials):
+    done = threading.Event()
+    def load():
+        Retriever.load(index)
+        done.set()
+    lat = []
+    t0 = time.perf_counter()
+    threading.Thread(target=load).start()
+    i = 0
+    while not done.is_set():
+        t = time.perf_counter()
+        r.search(questions[i % len(questions)], k=5)
+        lat.append(time.perf_counter() - t)
+        i += 1
+    lat.sort()
+    print(f"| {trial + 1} | {time.perf_counter() - t0:.1f} s | {len(lat)} | {lat[len(lat) // 2] * 1000:.0f} | {lat[-1] * 1000:.0f} |", flush=True)
 """
 
 
@@ -73,9 +120,19 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--index", type=Path, required=True)
     ap.add_argument("--articles", type=Path, required=True, help="the .jsonl the index was built from")
-    ap.add_argument("--sizes", type=int, nargs="+", default=[100, 1000])
+    ap.add_argument("--sizes", type=int, nargs="*", default=[100, 1000])
+    ap.add_argument("--reload-trials", type=int, default=0,
+                    help="first: searches in one process while a thread of it reads the index again, N times")
     ap.add_argument("--settle", type=float, default=20.0, help="seconds of searching before and after the updates")
     args = ap.parse_args()
+    if args.reload_trials:
+        print("| reload (searches of k = 5 meanwhile, in the same process) | load | searches | p50 ms | max ms |")
+        print("|---|---|---|---|---|", flush=True)
+        subprocess.run([sys.executable, "-c", RELOADER, str(args.index), str(args.reload_trials),
+                        json.dumps(QUESTIONS, ensure_ascii=False)], check=True)
+        print()
+    if not args.sizes:
+        return
     rag = [str(Path(sys.executable).with_name("rag"))]
     articles = ids_in(args.articles)
     work = Path(tempfile.mkdtemp(prefix="bench-updates-"))
@@ -99,7 +156,8 @@ def main() -> None:
     time.sleep(args.settle)
     stop.touch()
     searcher.wait(600)
-    rows = json.loads(out.read_text())
+    saved = json.loads(out.read_text())
+    rows, events = saved["rows"], saved["events"]
     print("| change | CLI wall (load + change + save) | change + save (UpdateReport) | chunks embedded |")
     print("|---|---|---|---|")
     for n, wall_rm, rep_rm, wall_add, rep_add in results:
@@ -119,6 +177,13 @@ def main() -> None:
     print()
     print("generations served (seconds after the first search):", ", ".join(f"{g} at {s - t0:.1f} s" for g, s in first_seen.items()))
     print("search latency over the whole run: p50 %.1f ms, mean %.1f ms" % (pct([d for _, d, _ in rows], 0.5), statistics.mean(d for _, d, _ in rows) * 1000))
+    print()
+    print("the slowest searches (seconds after the first search), and what the app was doing meanwhile:")
+    for t, d, _ in sorted(rows, key=lambda r: -r[1])[:5]:
+        during = [f"{what} {a - t0:.1f}-{b - t0:.1f} s" for a, b, what in events if a < t + d and b > t]
+        print(f"- {t - t0:.1f} s: {d * 1000:.0f} ms; {'; '.join(during) or 'no reload or full collection'}")
+    print("full garbage collections: %d, longest %.0f ms" % (
+        sum("collection" in w for _, _, w in events), max([(b - a) * 1000 for a, b, w in events if "collection" in w] or [0])))
 
 
 if __name__ == "__main__":

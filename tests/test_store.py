@@ -206,3 +206,28 @@ def test_records_write_every_field():
     c = Chunk(id="c", doc_id="x", text="正文", start=0, end=2, title="标题")
     assert a.to_dict() == dataclasses.asdict(a) and Article.from_dict(a.to_dict()) == a
     assert c.to_dict() == dataclasses.asdict(c) and Chunk.from_dict(c.to_dict()) == c
+
+
+def test_records_are_read_with_the_garbage_collector_paused_and_it_is_restored(tiny_index, monkeypatch):
+    """The records of an archive are hundreds of thousands of objects that all survive: read with
+    Python's cyclic collector paused (its rescans stalled the app's other threads during a
+    background reload); afterwards it is on again, or still off for a program that turned it off."""
+    import gc
+
+    seen = []
+    read = IndexStore.read_records
+
+    def spy(self, gen=None):
+        seen.append(gc.isenabled())
+        return read(self, gen)
+
+    monkeypatch.setattr(IndexStore, "read_records", spy)
+    assert gc.isenabled()
+    assert rag.Retriever.load(tiny_index).search("九江港集装箱吞吐量", k=1)[0].doc_id == "jj-02"
+    assert seen == [False] and gc.isenabled()
+    gc.disable()
+    try:
+        rag.Retriever.load(tiny_index)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

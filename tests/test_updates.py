@@ -178,3 +178,41 @@ def test_answer_cites_a_syndicated_story_once_and_lists_the_other_outlet(tiny):
     assert not {"wuhan", "wuhan_copy"} <= set(docs)  # one of the two copies is cited
     cited = next(p for p in a.citations if p.doc_id in ("wuhan", "wuhan_copy"))
     assert set(cited.also_in) == ({"湖北日报", "长江日报"} - {cited.source})
+
+
+def test_app_reload_keeps_the_new_generation_out_of_the_collectors_scans(tiny):
+    """The app reads a generation another process published in the background, with Python's
+    cyclic collector off, and then moves it out of the collector's reach (gc.freeze): neither the
+    reading nor later full collections rescan the archive's records while requests wait."""
+    import gc
+
+    from rag.config import Config
+    from rag.service import Service
+
+    data, index, r = tiny
+    svc = Service(data, index, config=Config(embedder="hash"), feedback_dir=index.parent / "feedback")
+    gc.unfreeze()
+    try:
+        svc.start()
+        assert gc.isenabled() and gc.get_freeze_count() > 0
+        gc.unfreeze()
+        extra = data / "new.jsonl"
+        extra.write_text('{"id": "new-1", "text": "江岸区新签约一批数字经济项目，总投资超过百亿元。"}\n', encoding="utf-8")
+        rag.Retriever.load(index).add(extra)  # another process publishes a generation
+        assert gc.get_freeze_count() == 0
+        svc.search("数字经济项目")  # notices it, reads it in the background
+        fresh = svc.wait_for_reload()
+        assert "new-1" in fresh.articles
+        assert gc.isenabled() and gc.get_freeze_count() > len(fresh.chunks)
+        assert svc.search("数字经济项目", k=1)[0].doc_id == "new-1"
+    finally:
+        gc.unfreeze()
+
+
+def test_records_are_read_taking_turns_with_other_threads(monkeypatch):
+    from rag import store
+
+    yields = []
+    monkeypatch.setattr(store.time, "sleep", lambda s: yields.append(s))
+    assert list(store.taking_turns(range(1250), every=500)) == list(range(1250))
+    assert yields == [0, 0]  # after the 500th and the 1000th item
