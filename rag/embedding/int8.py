@@ -34,6 +34,7 @@ import shutil
 import tempfile
 import threading
 import zipfile
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from pathlib import Path
@@ -252,8 +253,8 @@ class OnnxInt8Encoder:
 
 
 class TopLayers:
-    """A fine-tuned copy of an encoder's top layers (the answer reader's, shipped with it as
-    ``top_layers.npz``: tensors named as in the model, ``encoder.layer.{i}.…``), as an int8 graph
+    """A fine-tuned copy of an encoder's top layers (the answer reader's and the questions', each
+    shipped as ``top_layers.npz``: tensors named as in the model, ``encoder.layer.{i}.…``), as an int8 graph
     over the token states of the layer below them: built once from the encoder's folder and the
     weights file, cached beside the encoder's graph, run on one single-threaded session."""
 
@@ -266,7 +267,7 @@ class TopLayers:
             with np.load(weights) as d:  # names only: the arrays are read when the graph is built
                 names = list(d.files)
         except (OSError, ValueError, zipfile.BadZipFile) as e:
-            raise EmbedderError(f"cannot read the reader's top layers {weights}: {e}") from e
+            raise EmbedderError(f"cannot read the top layers {weights}: {e}") from e
         layers = sorted({int(k.split(".")[2]) for k in names if k.startswith("encoder.layer.")})
         if not layers:
             raise EmbedderError(f"{weights} holds no encoder.layer.* tensors")
@@ -275,7 +276,7 @@ class TopLayers:
         key = hashlib.sha256(f"{digest}|{GRAPH_VERSION}|{quantization()}|{ort.__version__}|{Path(folder).resolve()}".encode()).hexdigest()[:16]
         self.graph_path = Path(cache or default_cache_dir()) / "e5-int8-onnx" / f"top-layers-int8-{key}.onnx"
         if not self.graph_path.is_file():
-            log.info("building the int8 graph of the reader's top layers into %s (once)", self.graph_path)
+            log.info("building the int8 graph of the top layers %s into %s (once)", weights, self.graph_path)
             with np.load(weights) as d:
                 tensors = {k: np.asarray(d[k], np.float32) for k in d.files}
             build_int8_graph(folder, self.graph_path, first_layer=self.first_layer, replace=tensors)
@@ -350,16 +351,7 @@ class Int8Embedder(Embedder):
         ``top_layers`` (a fine-tuned copy of the top layers, :class:`TopLayers`) the last
         layer's come from that copy, run on layer 8's."""
         enc = self._ready()
-        top = None
-        if top_layers is not None:
-            with self._lock:
-                key = str(Path(top_layers).resolve())
-                top = self._top_layers.get(key)
-                if top is None:
-                    top = self._top_layers[key] = TopLayers(self._path, top_layers, self._cache)
-        if top is not None and enc.state_layers[1:2] != (top.first_layer - 1,):
-            raise EmbedderError(f"the reader's top layers start at layer {top.first_layer}; the graph returns "
-                                f"the states of layers {enc.state_layers}")
+        top = self._top(top_layers) if top_layers is not None else None
         head, parts = self._pair_inputs(question, texts)
 
         def run(part):
@@ -373,6 +365,34 @@ class Int8Embedder(Embedder):
             return TokenStates(np.asarray(spans, np.int32), states[len(head):len(head) + len(ids)], states[0])
 
         return [run(p) for p in parts]  # one session: a second cost the app ~45 MB and no time
+
+    def question_vectors(self, texts: Sequence[str], top_layers: str | os.PathLike[str]) -> np.ndarray:
+        """Unit vectors (len(texts) x dim) of questions (with the query prompt) whose top layers are
+        the fine-tuned copy ``top_layers`` (:class:`TopLayers`), run on layer 8's token states of
+        the graph the documents were embedded with: the questions' own path to the same vectors.
+        Each question is its own run, as in :meth:`encode`."""
+        enc = self._ready()
+        top = self._top(top_layers)
+        owners, windows = enc.windows([self.prompts[0] + t for t in texts])
+
+        def pooled(ids: list[int]) -> np.ndarray:
+            states = top.run(enc.token_states(ids)[:, self.dim:2 * self.dim])
+            return states.mean(axis=0)
+
+        return pool_windows(len(texts), owners, windows, [pooled(ids) for ids in windows], self.dim)
+
+    def _top(self, top_layers: str | os.PathLike[str]) -> TopLayers:
+        """The graph of a fine-tuned copy of the top layers (built once, then shared)."""
+        enc = self._ready()
+        with self._lock:
+            key = str(Path(top_layers).resolve())
+            top = self._top_layers.get(key)
+            if top is None:
+                top = self._top_layers[key] = TopLayers(self._path, top_layers, self._cache)
+        if enc.state_layers[1:2] != (top.first_layer - 1,):
+            raise EmbedderError(f"the top layers {top_layers} start at layer {top.first_layer}; the graph returns "
+                                f"the states of layers {enc.state_layers}")
+        return top
 
     def _ready(self) -> OnnxInt8Encoder:
         """The encoder, loaded (and its graph built) on first use."""
