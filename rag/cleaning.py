@@ -10,7 +10,7 @@ from datetime import datetime
 from .records import Article
 from .text import to_simplified
 
-__all__ = ["Draft", "clean_article_lines", "clean_lines", "derive_title", "finish", "is_listing",
+__all__ = ["Draft", "clean_article_lines", "clean_lines", "derive_title", "original_headline", "finish", "is_listing",
            "normalize_date", "parse_listing"]
 
 _ISO_DATE = re.compile(r"(\d{4})\s*[-/.年]\s*(\d{1,2})\s*[-/.月]\s*(\d{1,2})\s*日?")
@@ -149,9 +149,22 @@ def clean_article_lines(lines: list[str], draft: Draft, *, title_from_first_line
     return draft
 
 
+# "原标题：<headline>" before the body of a syndicated story: the original headline ends at a run of
+# spaces or a line break, or, glued to the body, where a dateline or the outlet's byline begins
+_ORIGINAL_HEADLINE = re.compile(r"^(?:原标题[:：]|【原标题】)\s*")
+_HEADLINE_GAP = re.compile(r"\s{2,}|\n")
+_BYLINE = re.compile(
+    r"【[^】]{1,30}】|本文转自|来源[:：]|据[^，。,！？]{0,20}报道|本报|"
+    r"新华社|中新社|中新网|中新经纬|人民网|央视网|央视新闻|光明网|环球网|参考消息网|南都讯|新京报|澎湃新闻|"
+    r"财联社|界面新闻|证券时报|中国青年报|扬子晚报|每经|智通财经|第一财经|红星新闻|潮新闻"
+)
+HEADLINE_MAX = 60
+_INVISIBLE = re.compile("[\u200b-\u200f\u2060\ufeff]")
+
+
 def derive_title(text: str) -> str:
     """A title for an article that has none: its first sentence without the dateline, shortened."""
-    first = re.split(r"[。！？!?\n]", text, maxsplit=1)[0]
+    first = re.split(r"[。！？!?\n]", _ORIGINAL_HEADLINE.sub("", text, count=1), maxsplit=1)[0]
     first = re.sub(r"^[^(（]{0,24}?\d{1,2}月\d{1,2}日(?:电|讯|消息)\s*([(（][^)）]{0,30}[)）])?", "", first)
     first = first.strip(" ,，")
     clause = re.split(r"[,，;；]", first, maxsplit=1)[0]
@@ -162,12 +175,33 @@ def derive_title(text: str) -> str:
     return first if len(first) <= 40 else first[:39] + "…"
 
 
+def original_headline(text: str) -> tuple[str, str] | None:
+    """(headline, body) of a syndicated story that begins with its original headline, as it came
+    (its runs of spaces still there): "原标题：最新！泰国国会推迟选举新总理      参考消息网7月25日报道…".
+    The headline ends at a run of spaces or a line break, or, glued to the body, where a dateline
+    or an outlet's byline begins; None when the text does not begin so or no end is found."""
+    lead = _ORIGINAL_HEADLINE.match(text.lstrip())
+    if not lead:
+        return None
+    rest = text.lstrip()[lead.end():]
+    gap = _HEADLINE_GAP.search(rest, 0, HEADLINE_MAX + 1)
+    byline = _BYLINE.search(rest, 6, HEADLINE_MAX + 1)
+    ends = [m.start() for m in (gap, byline) if m]
+    if not ends:
+        return None
+    headline = " ".join(_INVISIBLE.sub("", rest[:min(ends)]).split())
+    body = rest[min(ends):].strip()
+    return (headline, body) if len(headline) >= 6 and body else None
+
+
 def finish(draft: Draft, *, doc_id: str, origin: str) -> Article | None:
     body = "\n".join(draft.lines)
     body = re.sub(r"\n{2,}", "\n", body).strip()
     if not body:
         return None
-    title = (draft.title or "").strip() or derive_title(body)
+    title = (draft.title or "").strip()
+    if not title:
+        title, body = original_headline(body) or (derive_title(body), body)
     source = to_simplified(draft.source.strip()) if draft.source else None
     return Article(
         id=doc_id, title=title, text=body, date=draft.date, source=source or None, url=draft.url, origin=origin

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from .cleaning import Draft, clean_article_lines, clean_lines, derive_title, finish, is_listing, normalize_date, parse_listing
+from .cleaning import (Draft, clean_article_lines, clean_lines, derive_title, finish, is_listing, normalize_date, original_headline,
+                       parse_listing)
 from .errors import SourceError
 from .markup import HTML_HINT, front_matter, html_to_lines, markdown_headings
 from .records import Article
@@ -133,8 +134,12 @@ def _parse_jsonl(text: str, origin: str, path: str, errors: list[SourceError]) -
             errors.append(SourceError(path, f"duplicate article id {doc_id!r}; the first one is kept", line=n))
             continue
         seen.add(doc_id)
-        clean = "\n".join(ln for ln in clean_lines(strip_pinyin_noise(body)) if ln)
-        title = str(rec.get("title") or "").strip() or derive_title(clean)
+        raw = strip_pinyin_noise(body)
+        title = str(rec.get("title") or "").strip()
+        if not title:  # read before cleaning: a run of spaces may be where the original headline ends
+            title, raw = original_headline(raw) or ("", raw)
+        clean = "\n".join(ln for ln in clean_lines(raw) if ln)
+        title = title or derive_title(clean)
         articles.append(
             Article(
                 id=doc_id,

@@ -124,3 +124,41 @@ def test_legacy_encodings_decode(tmp_path, encoding, title, body):
 def test_decode_bytes_rejects_latin1_garbage():
     with pytest.raises(SourceError, match=r"x\.txt: cannot decode"):
         decode_bytes(bytes(range(0x80, 0x100)) * 20, "x.txt")
+
+
+@pytest.mark.parametrize("text, title, body_start", [
+    # a run of spaces ends the headline (as the CRUD-RAG news corpus writes it)
+    ("原标题：最新！泰国国会推迟选举新总理                            参考消息网7月25日报道据路透社报道，泰国国会主席宣布推迟投票。",
+     "最新！泰国国会推迟选举新总理", "参考消息网7月25日报道"),
+    # a headline with a single space inside it keeps it
+    ("原标题：天文学家在一年轻星系中发现水蒸气 类地行星或正在形成          据英国《都市报》7月24日报道，天文学家发现水蒸气。",
+     "天文学家在一年轻星系中发现水蒸气 类地行星或正在形成", "据英国《都市报》"),
+    # glued to the body: the outlet's byline begins it
+    ("原标题：瑞幸咖啡第二季度净利润近10亿元 门店数破万【环球网财经消费资讯 记者 冯超男】8月1日，瑞幸咖啡发布财报。",
+     "瑞幸咖啡第二季度净利润近10亿元 门店数破万", "【环球网财经消费资讯"),
+    ("原标题：\u200b票房突破23亿，《孤注一掷》发声：侵权言论不实新京报贝壳财经讯（见习记者韦博雅）风头正劲。",
+     "票房突破23亿，《孤注一掷》发声：侵权言论不实", "新京报贝壳财经讯"),
+])
+def test_a_syndicated_storys_original_headline_becomes_its_title(tmp_path, text, title, body_start):
+    import json
+
+    path = tmp_path / "news.jsonl"
+    path.write_text(json.dumps({"id": "n1", "text": text}, ensure_ascii=False) + "\n", encoding="utf-8")
+    (a,) = read_articles(path).articles
+    assert a.title == title
+    assert a.text.startswith(body_start) and "原标题" not in a.text
+
+
+def test_no_original_headline_is_made_up(tmp_path):
+    """Where the headline's end cannot be told (glued to the body, no byline), the text stays whole
+    and the title is its first clause, without the marker; a given title is never replaced."""
+    import json
+
+    glued = "原标题：日元跌破145“关键心理支撑位”日元突破关键145关口，贬值至今年新低。周一，日元兑美元汇率波动剧烈。"
+    given = "原标题：最新！泰国国会推迟选举新总理      参考消息网7月25日报道。"
+    path = tmp_path / "news.jsonl"
+    path.write_text(json.dumps({"id": "n1", "text": glued}, ensure_ascii=False) + "\n"
+                    + json.dumps({"id": "n2", "title": "泰国新闻", "text": given}, ensure_ascii=False) + "\n", encoding="utf-8")
+    a, b = read_articles(path).articles
+    assert a.text == glued and a.title == "日元跌破145“关键心理支撑位”日元突破关键145关口"
+    assert b.title == "泰国新闻" and b.text.startswith("原标题：最新")
