@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 
 import pytest
 
@@ -216,3 +217,33 @@ def test_records_are_read_taking_turns_with_other_threads(monkeypatch):
     monkeypatch.setattr(store.time, "sleep", lambda s: yields.append(s))
     assert list(store.taking_turns(range(1250), every=500)) == list(range(1250))
     assert yields == [0, 0]  # after the 500th and the 1000th item
+
+
+def test_a_replaced_generation_is_freed_although_frozen(tiny):
+    """The app freezes each generation it loads out of the collector's reach; the one it replaces
+    must still be freed (by reference counting) once nothing uses it, or every update would keep
+    a whole archive in memory."""
+    import gc
+    import weakref
+
+    from rag.config import Config
+    from rag.service import Service
+
+    data, index, _ = tiny
+    svc = Service(data, index, config=Config(embedder="hash"), feedback_dir=index.parent / "feedback")
+    try:
+        svc.start()
+        first = weakref.ref(svc.retriever)
+        assert "42万标箱" in svc.ask("九江港集装箱吞吐量是多少？").text  # the assistant has used it
+        (data / "new.jsonl").write_text('{"id": "new-1", "text": "江岸区新签约一批数字经济项目，总投资超过百亿元。"}\n',
+                                        encoding="utf-8")
+        rag.Retriever.load(index).add(data / "new.jsonl")
+        svc.search("数字经济项目")
+        assert "new-1" in svc.wait_for_reload().articles
+        for _ in range(500):  # the reload thread lets go of it as it ends
+            if first() is None:
+                break
+            time.sleep(0.01)
+        assert first() is None  # gone without a collection
+    finally:
+        gc.unfreeze()
