@@ -10,7 +10,7 @@ from datetime import datetime
 from .records import Article
 from .text import to_simplified
 
-__all__ = ["Draft", "clean_article_lines", "clean_lines", "derive_title", "original_headline", "finish", "is_listing",
+__all__ = ["Draft", "clean_article_lines", "clean_lines", "derive_title", "original_headline", "byline_outlet", "finish", "is_listing",
            "normalize_date", "parse_listing"]
 
 _ISO_DATE = re.compile(r"(\d{4})\s*[-/.年]\s*(\d{1,2})\s*[-/.月]\s*(\d{1,2})\s*日?")
@@ -57,7 +57,6 @@ _LINK_LINE = re.compile(r"^(<https?://[^>]+>|\[[^\]]*\]\([^)]*\)([|｜\s]*\[[^\]
 _DATELINE = re.compile(
     r"^(?P<pre>[^\s,，。(（]{0,24}?)(?:(?P<y>\d{4})年)?(?P<m>\d{1,2})月(?P<d>\d{1,2})日(?:电|讯|消息)"
 )
-_OUTLET = re.compile(r"^(.{2,8}?(?:网|日报|晚报|晨报|时报|商报|新闻|电视台|广播电台|通讯社|新华社|社))")
 _TITLE_PUNCT = re.compile(r"[。！？!?；;:：,，]$")
 
 
@@ -141,9 +140,7 @@ def clean_article_lines(lines: list[str], draft: Draft, *, title_from_first_line
                 else:
                     draft.date = f"--{int(dl.group('m')):02d}-{int(dl.group('d')):02d}"
             if not draft.source:
-                om = _OUTLET.match(dl.group("pre"))
-                if om:
-                    draft.source = om.group(1)
+                draft.source = byline_outlet(kept[0][1])
 
     draft.lines = [ln for ln, _ in kept]
     return draft
@@ -154,9 +151,11 @@ def clean_article_lines(lines: list[str], draft: Draft, *, title_from_first_line
 _ORIGINAL_HEADLINE = re.compile(r"^(?:原标题[:：]|【原标题】)\s*")
 _HEADLINE_GAP = re.compile(r"\s{2,}|\n")
 _BYLINE = re.compile(
-    r"【[^】]{1,30}】|本文转自|来源[:：]|据[^，。,！？]{0,20}报道|本报|"
-    r"新华社|中新社|中新网|中新经纬|人民网|央视网|央视新闻|光明网|环球网|参考消息网|南都讯|新京报|澎湃新闻|"
-    r"财联社|界面新闻|证券时报|中国青年报|扬子晚报|每经|智通财经|第一财经|红星新闻|潮新闻"
+    r"【[^】]{1,30}】|本文转自|来源[:：]|据[^，。,！？]{0,20}报道|本报|当地时间|记者从|近日，|日前，|"
+    r"新华社|新华网|中新社|中新网|中国新闻网|中新经纬|人民网|央视网|央视新闻|央广网|光明网|光明日报|环球网|海外网|"
+    r"参考消息网|南都讯|新京报|澎湃新闻|财联社|界面新闻|证券时报|中国青年报|扬子晚报|每经|每日经济新闻|智通财经|"
+    r"第一财经|红星新闻|潮新闻|封面新闻|极目新闻|大皖新闻|上观新闻|东方网|红网|齐鲁网|IT之家|湖北日报|长江日报|"
+    r"北京日报|新民晚报|北京青年报|潇湘晨报|南方都市报|南方日报|羊城晚报|观察者网"
 )
 HEADLINE_MAX = 60
 _INVISIBLE = re.compile("[\u200b-\u200f\u2060\ufeff]")
@@ -194,6 +193,30 @@ def original_headline(text: str) -> tuple[str, str] | None:
     return (headline, body) if len(headline) >= 6 and body else None
 
 
+# the outlet's byline at the start of a news text: "中新社北京7月25日电", "IT之家 8 月 16 日消息",
+# "新京报讯（记者…）", "本文转自【央视新闻客户端】", or a "来源：浙江日报" line near the top
+_OUTLET_NAME = r"(?P<o>[\u4e00-\u9fffA-Za-z]{1,7}?(?:之家|客户端|新闻网|新闻|日报|晚报|晨报|时报|商报|财经|电视台|广播电台|通讯社|网|社|报))"
+_DATED_BYLINE = re.compile(r"^【?" + _OUTLET_NAME + r"[\u4e00-\u9fff·]{0,8}\s*\d{1,2}\s*月\s*\d{1,2}\s*日\s*(?:电|讯|消息|报道)")
+_FLASH_BYLINE = re.compile(r"^【?" + _OUTLET_NAME + r"[\u4e00-\u9fff]{0,6}讯")
+_CARRIED_FROM = re.compile(r"^本文转自【(?P<o>[^】]{2,12})】")
+_SOURCE_LINE = re.compile(r"来源\s*[：:|｜]\s*(?P<o>[\u4e00-\u9fffA-Za-z]{2,12}?)(?=\s|记者|编辑|作者|$|[，,。])")
+_NOT_AN_OUTLET = ("本报", "本网", "本台", "本刊", "本社")
+
+
+def byline_outlet(text: str) -> str | None:
+    """The outlet a news text names as its own at its start ("中新社北京7月25日电" → 中新社, "新京报讯" →
+    新京报, "本文转自【央视新闻客户端】" → 央视新闻, "来源：浙江日报" → 浙江日报), else None. A report
+    that cites an agency ("据新华社…") or calls itself "本报" names no outlet."""
+    head = text[:120]
+    m = _DATED_BYLINE.match(head) or _FLASH_BYLINE.match(head) or _CARRIED_FROM.match(head) or _SOURCE_LINE.search(head)
+    if not m:
+        return None
+    outlet = m.group("o").removesuffix("客户端")
+    if len(outlet) < 2 or outlet.startswith("据") or outlet in _NOT_AN_OUTLET:
+        return None
+    return outlet
+
+
 def finish(draft: Draft, *, doc_id: str, origin: str) -> Article | None:
     body = "\n".join(draft.lines)
     body = re.sub(r"\n{2,}", "\n", body).strip()
@@ -202,7 +225,7 @@ def finish(draft: Draft, *, doc_id: str, origin: str) -> Article | None:
     title = (draft.title or "").strip()
     if not title:
         title, body = original_headline(body) or (derive_title(body), body)
-    source = to_simplified(draft.source.strip()) if draft.source else None
+    source = to_simplified(draft.source.strip()) if draft.source else byline_outlet(body)
     return Article(
         id=doc_id, title=title, text=body, date=draft.date, source=source or None, url=draft.url, origin=origin
     )

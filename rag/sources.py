@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from .cleaning import (Draft, clean_article_lines, clean_lines, derive_title, finish, is_listing, normalize_date, original_headline,
-                       parse_listing)
+from .cleaning import (Draft, byline_outlet, clean_article_lines, clean_lines, derive_title, finish, is_listing, normalize_date,
+                       original_headline, parse_listing)
 from .errors import SourceError
 from .markup import HTML_HINT, front_matter, html_to_lines, markdown_headings
 from .records import Article
@@ -146,7 +146,7 @@ def _parse_jsonl(text: str, origin: str, path: str, errors: list[SourceError]) -
                 title=strip_pinyin_noise(title),
                 text=clean,
                 date=normalize_date(rec.get("date")),
-                source=to_simplified(str(rec["source"]).strip()) if rec.get("source") else None,
+                source=to_simplified(str(rec["source"]).strip()) if rec.get("source") else byline_outlet(clean),
                 url=str(rec["url"]).strip() if rec.get("url") else None,
                 origin=origin,
             )

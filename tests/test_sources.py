@@ -162,3 +162,25 @@ def test_no_original_headline_is_made_up(tmp_path):
     a, b = read_articles(path).articles
     assert a.text == glued and a.title == "日元跌破145“关键心理支撑位”日元突破关键145关口"
     assert b.title == "泰国新闻" and b.text.startswith("原标题：最新")
+
+
+@pytest.mark.parametrize("text, outlet", [
+    ("中新社北京7月25日电 (记者 刘文文)为提升暑期旅游景区开放管理水平，文旅部发布通知。", "中新社"),
+    ("IT之家 8 月 16 日消息，英特尔已经为游戏开发者提供了最新的 XeSS 1.2.0 版本。", "IT之家"),
+    ("参考消息网7月25日报道据路透社报道，泰国国会主席宣布推迟投票。", "参考消息网"),
+    ("新京报讯（记者陈琳）近日，北京市市场监管局发布典型案例。", "新京报"),
+    ("本文转自【央视新闻客户端】；国家统计局今天发布数据。", "央视新闻"),
+    ("“卡努”远离浙江 海上防台应急响应结束   来源：浙江日报  记者8月5日从浙江省防指办了解到。", "浙江日报"),
+    ("据新华社报道，台风“杜苏芮”已在福建登陆。", None),  # cites an agency: not its own byline
+    ("本报讯（记者 程午鹏）网上佯装聊球，实则非法交易球蟒。", None),  # "本报" names no outlet
+    ("7月24日18时许，绵竹市龙岭华府小区发生惊险一幕。", None),
+])
+def test_the_outlet_named_in_a_news_texts_byline_is_its_source(tmp_path, text, outlet):
+    import json
+
+    path = tmp_path / "news.jsonl"
+    path.write_text(json.dumps({"id": "n1", "text": text}, ensure_ascii=False) + "\n"
+                    + json.dumps({"id": "n2", "text": text, "source": "长江日报"}, ensure_ascii=False) + "\n", encoding="utf-8")
+    a, given = read_articles(path).articles
+    assert a.source == outlet
+    assert given.source == "长江日报"  # a source given with the article is kept
