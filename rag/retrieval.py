@@ -44,7 +44,7 @@ def _make_embedder(config: Config) -> "Embedder":
 
 
 @contextmanager
-def _collector_paused():
+def collector_paused():
     """Python's cyclic garbage collector off while an index's records are read. They are hundreds
     of thousands of objects that all survive, so the collector would rescan them again and again
     as they arrive: pauses growing to a fifth of a second each on the 68k archive, in which no
@@ -225,7 +225,7 @@ class Retriever:
                 )
         config = config.with_(dense=built_with is not None,
                               **{k: v for k, v in manifest.get("chunking", {}).items() if hasattr(config, k)})
-        with _collector_paused():
+        with collector_paused():
             articles, chunks = store.read_records(gen)
             try:
                 engine = engine_class(config.engine).load(gen, rows_of(chunks, articles, config), manifest, config)

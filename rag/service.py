@@ -19,7 +19,7 @@ from .errors import AccessError, NotReadyError, QueryError, RagError
 from .indexing import UpdateReport
 from .llm import ChatModel
 from .records import Answer, Passage
-from .retrieval import Retriever
+from .retrieval import Retriever, collector_paused
 from .store import IndexStore
 from .datafolder import TRASH_DIR, check_file_name, inside, kept_versions, prune, restore, trash_path
 from .datafolder import stamp as new_stamp
@@ -56,14 +56,11 @@ def _kept_out_of_collections() -> Iterator[None]:
     (a quarter of a second, and again at every later full collection). A replaced generation
     is still freed when the last request using it ends: its objects form no cycles, so
     reference counting frees them, frozen or not."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.freeze()
-        if was:
-            gc.enable()
+    with collector_paused():
+        try:
+            yield
+        finally:
+            gc.freeze()
 
 
 def listens_on_loopback_only(host: str) -> bool:

@@ -253,8 +253,9 @@ class OnnxInt8Encoder:
 
 
 class TopLayers:
-    """A fine-tuned copy of an encoder's top layers (the answer reader's and the questions', each
-    shipped as ``top_layers.npz``: tensors named as in the model, ``encoder.layer.{i}.…``), as an int8 graph
+    """A fine-tuned copy of an encoder's top layers (the answer reader's, shipped with it as
+    ``top_layers.npz``, or one made by ``scripts/train_query_layers.py``: tensors named as in the
+    model, ``encoder.layer.{i}.…``), as an int8 graph
     over the token states of the layer below them: built once from the encoder's folder and the
     weights file, cached beside the encoder's graph, run on one single-threaded session."""
 
