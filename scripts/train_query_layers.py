@@ -215,9 +215,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
-    corpora: dict[str, tuple[Retriever, np.ndarray]] = {}
     news = Retriever.load(args.news)
-    corpora["news"] = (news, news.engine._vectors.vectors())
+    corpora: dict[str, tuple[Retriever, np.ndarray]] = {"news": (news, news.engine._vectors.vectors())}
+    for index, _ in args.qa:
+        r = Retriever.load(index)
+        corpora[Path(index).name] = (r, r.engine._vectors.vectors())
     key = hashlib.sha1(json.dumps([args.news, sorted(exclude), args.qa, args.news_questions, args.seed, args.short]).encode()).hexdigest()[:12]
     data_path = cache / f"examples-{key}.pkl"
     if data_path.is_file():
@@ -227,28 +229,21 @@ def main(argv: list[str] | None = None) -> int:
         val = {"news": val}
         for index, qa in args.qa:
             name = Path(index).name
-            r = Retriever.load(index)
-            corpora[name] = (r, r.engine._vectors.vectors())
-            tr, va = qa_examples(name, r, qa)
+            tr, va = qa_examples(name, corpora[name][0], qa)
             train += tr
             val[name] = va
         add_states(train + [e for v in val.values() for e in v], news.embedder)
         data_path.write_bytes(pickle.dumps((train, val), protocol=5))
-    for index, _ in args.qa:
-        name = Path(index).name
-        if name not in corpora:
-            r = Retriever.load(index)
-            corpora[name] = (r, r.engine._vectors.vectors())
     log.info("training questions: %s; validation: %s",
              {c: sum(e.corpus == c for e in train) for c in corpora}, {c: len(v) for c, v in val.items()})
     V = {c: torch.from_numpy(np.ascontiguousarray(m, dtype=np.float32)) for c, (_, m) in corpora.items()}
-    texts = {c: [fold(r.text) for r in ret.engine.rows] if c == "news" else None for c, (ret, _) in corpora.items()}
+    news_texts = [fold(r.text) for r in news.engine.rows]  # to tell syndicated copies of a news passage
 
     def blocked(e: Example, row: int, c: str) -> bool:
         """Neither positive nor negative: the question's own passage or article, or a copy of it."""
         if row in e.positives or row in e.masked:
             return True
-        return c == "news" and bool(e.copy_text) and e.copy_text in texts[c][row]
+        return c == "news" and bool(e.copy_text) and e.copy_text in news_texts[row]
 
     model, H = _model(Path(news.embedder._path))
     layers = model.layers
@@ -271,11 +266,11 @@ def main(argv: list[str] | None = None) -> int:
     def recall(examples: list[Example], c: str) -> tuple[float, float]:
         layers.eval()
         hit1 = hit5 = 0
+        rows = corpora[c][0].engine.rows
         for s in range(0, len(examples), 256):
             b = examples[s:s + 256]
             top = (encode(b) @ V[c].T).topk(5, dim=1).indices.numpy()
             for e, t in zip(b, top):
-                rows = corpora[c][0].engine.rows
                 docs = [rows[int(i)].doc_id for i in t]
                 gold = rows[e.positives[0]].doc_id
                 hit1 += docs[0] == gold
@@ -288,10 +283,10 @@ def main(argv: list[str] | None = None) -> int:
         return out
 
     history = [("e5", report("e5's own layers"))]
+    init = {}  # e5's own vector of each training question, for --keep
     with torch.no_grad():
         layers.eval()
-        init = {}
-        for s in range(0, len(train), 512):
+        for s in range(0, len(train), 512) if args.keep else ():
             for e, v in zip(train[s:s + 512], encode(train[s:s + 512])):
                 init[id(e)] = v
     params = [p for layer in layers for p in layer.parameters()]
@@ -353,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
             opt.step()
             sched.step()
             step += 1
-            total += float(loss)
+            total += loss.item()
             if step % 50 == 0:
                 log.info("epoch %d step %d/%d loss %.3f (%.0f s)", epoch + 1, step, steps, total / 50, time.time() - t0)
                 total = 0.0
