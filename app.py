@@ -23,8 +23,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import rag
 from rag.errors import AccessError, IndexLockedError, NotReadyError, QueryError, RagError, RateLimitError, SourceError
-from rag.service import MAX_K, MAX_UPLOAD_FILES, UPLOAD_SUFFIXES, Service, listens_on_loopback_only
-from rag.sources import MAX_FILE_BYTES
+from rag.serving.service import MAX_K, MAX_UPLOAD_FILES, UPLOAD_SUFFIXES, Service, listens_on_loopback_only
+from rag.reading.sources import MAX_FILE_BYTES
 from rag.text import to_simplified
 
 log = logging.getLogger("app")

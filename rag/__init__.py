@@ -30,9 +30,9 @@ from .errors import (  # noqa: E402
 )
 from .records import Answer, Article, Chunk, Passage  # noqa: E402
 from .query import ArticleFilter, Query  # noqa: E402
-from .indexing import BuildReport, UpdateReport  # noqa: E402
-from .retrieval import Retriever  # noqa: E402
-from .answering import Assistant  # noqa: E402
+from .engines.indexing import BuildReport, UpdateReport  # noqa: E402
+from .search.retrieval import Retriever  # noqa: E402
+from .answering.assistant import Assistant  # noqa: E402
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 

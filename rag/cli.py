@@ -24,7 +24,7 @@ def _config(args: argparse.Namespace) -> Config:
 
 def _load(args: argparse.Namespace):
     """The index at --index, with the embedder that built it (``--embedder`` states the one expected)."""
-    from .retrieval import Retriever
+    from .search.retrieval import Retriever
 
     expected = {"embedder": args.embedder} if getattr(args, "embedder", None) else {}
     return Retriever.load(args.index, config=_config(args), **expected)
@@ -45,7 +45,7 @@ def _add_common(p: argparse.ArgumentParser, *, data: bool = False) -> None:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from .retrieval import Retriever
+    from .search.retrieval import Retriever
 
     cfg = _config(args)
     if args.chunk_size:
@@ -90,7 +90,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
-    from .answering import Assistant
+    from .answering.assistant import Assistant
     r = _load(args)
     a = Assistant(r).ask(args.question, **_filters(args))
     if args.json:
@@ -203,7 +203,7 @@ def _update_command(name: str):
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from .retrieval import Retriever
+    from .search.retrieval import Retriever
 
     problems = Retriever.check(args.index_dir, Config.from_env())
     if not problems:
@@ -236,7 +236,7 @@ def _configure_check(p: argparse.ArgumentParser) -> None:
 
 def cmd_restore(args: argparse.Namespace) -> int:
     """Put back a kept copy of a data file (or list the kept copies) and bring the index up to date."""
-    from .datafolder import kept_versions, restore
+    from .serving.datafolder import kept_versions, restore
 
     if not args.name:
         versions = kept_versions(args.data)
@@ -265,7 +265,7 @@ def _configure_restore(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    from .migration import migrate
+    from .engines.migration import migrate
 
     overrides = {"engine": args.engine}
     if args.milvus_uri:

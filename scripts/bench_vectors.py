@@ -89,7 +89,7 @@ def hybrid(r, qs: list[str]) -> None:
     """``Retriever.search`` (embedding the question, both retrievers, fusion, folding stories) p50 / p95
     at the app's k and rag eval's, with the repeated-text fold and without it (articles only), the
     second of two passes."""
-    from rag.duplicates import NearDuplicates
+    from rag.search.duplicates import NearDuplicates
 
     folds = {"articles and repeated passages (default)": r._duplicates,
              "articles only": NearDuplicates(r.articles, r.config.duplicate_threshold, repeated_text=False)}

@@ -25,9 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rag.config import Config
 from rag.eval.metrics import span_em, span_f1
-from rag.extractive import select_sentences
+from rag.answering.extractive import select_sentences
 from rag.query import Query
-from rag.reader import Reader
+from rag.answering.reader.reader import Reader
 from rag.records import Passage
 from rag.text import to_simplified, tokenize
 
@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cmrc", nargs=2, metavar=("ARTICLES", "QA"))
     ap.add_argument("--drcd", nargs=2, metavar=("ARTICLES", "QA"))
-    ap.add_argument("--model", default=None, help="reader folder (default: the shipped rag/reader_model)")
+    ap.add_argument("--model", default=None, help="reader folder (default: the shipped rag/answering/reader/model)")
     ap.add_argument("--limit", type=int, default=None, help="at most this many held-out questions per set")
     ap.add_argument("--all-sentences", action="store_true", help="read every sentence, not the top 8")
     ap.add_argument("--lexical-only", action="store_true", help="rank on the lexical features alone (no span head)")

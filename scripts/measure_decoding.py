@@ -1,4 +1,4 @@
-"""Compare the hand-written decoder rag.sources used before with charset-normalizer on the seeds.
+"""Compare the hand-written decoder rag.reading.sources used before with charset-normalizer on the seeds.
 
 Positives: every seed and test article as UTF-8, as GB18030 (Simplified) and as Big5 (Traditional),
 whole, cut to its first 20, 60 and 200 characters, and each line with 4+ Han characters. Negatives: random bytes, Latin text in
@@ -22,13 +22,13 @@ sys.path.insert(0, str(ROOT))
 from charset_normalizer import from_bytes  # noqa: E402
 
 from rag.errors import SourceError  # noqa: E402
-from rag.sources import decode_bytes  # noqa: E402
+from rag.reading.sources import decode_bytes  # noqa: E402
 from rag.text import to_simplified, to_traditional  # noqa: E402
 
 log = logging.getLogger("measure")
 
 
-# --- the hand-written decoder rag.sources used until charset-normalizer replaced it --------------
+# --- the hand-written decoder rag.reading.sources used until charset-normalizer replaced it --------------
 def handwritten(data: bytes, path: str = "<bytes>") -> str:
     """Decode UTF-8 (with or without BOM), GB18030 or Big5; raise SourceError otherwise."""
     if not data.strip():
@@ -169,7 +169,7 @@ def main() -> None:
     positives, negatives = cases()
     measure("hand-written (before)", lambda b: handwritten(b, "x"), positives, negatives)
     measure("charset-normalizer isolated", cn_isolated, positives, negatives)
-    measure("rag.sources.decode_bytes", lambda b: decode_bytes(b, "x"), positives, negatives)
+    measure("rag.reading.sources.decode_bytes", lambda b: decode_bytes(b, "x"), positives, negatives)
     measure("charset-normalizer open", cn_open, positives, negatives)
 
 

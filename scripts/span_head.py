@@ -1,4 +1,4 @@
-"""Training of the reader's span head (``rag.reader_neural.SpanHead``) and of its own copy of e5's
+"""Training of the reader's span head (``rag.answering.reader.neural.SpanHead``) and of its own copy of e5's
 top layers, used by ``train_reader.py --neural``.
 
 For every question, the sentences the reader reads (those holding a candidate span) go through the
@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 
 from rag.config import Config
-from rag.extractive import select_sentences
+from rag.answering.extractive import select_sentences
 from rag.query import Query
-from rag.reader import collect_candidates
-from rag.reader_neural import MAX_SPAN_TOKENS, SentenceLogits, SpanHead
+from rag.answering.reader.reader import collect_candidates
+from rag.answering.reader.neural import MAX_SPAN_TOKENS, SentenceLogits, SpanHead
 
 HIDDEN, KERNEL = 256, 3
 FIRST_LAYER = 9  # the copy covers e5-small's layers 9-11, on layer 8's states (STATE_LAYERS_FROM_TOP)

@@ -23,7 +23,7 @@ from engine_tokens import engine_token_ids  # noqa: E402  (the C harness lives w
 from rag.embedding.e5_folder import resolve_e5_small  # noqa: E402
 from rag.embedding.int8 import OnnxInt8Encoder  # noqa: E402
 from rag.embedding.tokenization import load_tokenizer  # noqa: E402
-from rag.sources import read_articles  # noqa: E402
+from rag.reading.sources import read_articles  # noqa: E402
 
 
 def main() -> None:

@@ -51,7 +51,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from rag.eval.split import held_out  # noqa: E402
 from rag.query import Query  # noqa: E402
-from rag.retrieval import Retriever  # noqa: E402
+from rag.search.retrieval import Retriever  # noqa: E402
 from rag.text import fold, pos_tag  # noqa: E402
 
 log = logging.getLogger("train_query_layers")

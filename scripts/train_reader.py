@@ -1,4 +1,4 @@
-"""Train the answer-span reader (``rag/reader_model/``) on CMRC 2018 dev and DRCD dev.
+"""Train the answer-span reader (``rag/answering/reader/model/``) on CMRC 2018 dev and DRCD dev.
 
     .venv/bin/python -m pip install -e '.[train]'
     .venv/bin/python scripts/train_reader.py \
@@ -29,11 +29,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from eval_reader import held_out, load_set, make_idf, passage_of, run, validation
 from rag.config import Config
 from rag.eval.metrics import span_f1
-from rag.extractive import select_sentences
+from rag.answering.extractive import select_sentences
 from rag.query import Query
-from rag.reader import MODEL_DIR, NeuralRanker, Reader, Trees, collect_candidates
-from rag.reader_features import FEATURE_NAMES, LEX_SIZE, LEX_TABLES, QTYPES, aligned_fold
-from rag.reader_neural import NEURAL_FEATURES
+from rag.answering.reader.reader import MODEL_DIR, NeuralRanker, Reader, Trees, collect_candidates
+from rag.answering.reader.features import FEATURE_NAMES, LEX_SIZE, LEX_TABLES, QTYPES, aligned_fold
+from rag.answering.reader.neural import NEURAL_FEATURES
 
 ROOT = Path(__file__).resolve().parent.parent
 FOLDS = 5
@@ -426,7 +426,7 @@ Validation top-1 offset F1: {neural['validation']['top1_offset_f1']:.3f} (lexica
 Gradient-boosted trees (LightGBM {meta['lightgbm']}, objective `{meta['params']['objective']}`,
 {meta['params']['rounds']} trees of up to {meta['params']['num_leaves']} leaves) exported to numpy arrays
 (`trees.npz`), hashed word tables (`lexicon.npz`, crc32 keys, float16) and `reader.json` (feature list,
-confidence calibration, training record). Read by `rag.reader.Reader.load()` with numpy and jieba only.
+confidence calibration, training record). Read by `rag.answering.reader.reader.Reader.load()` with numpy and jieba only.
 Weights: {size:.2f} MB.
 
 ## Provenance and licence

@@ -118,7 +118,7 @@ GRID = {"dense_share": [0.3, 0.4, 0.5, 0.6, 0.7, 0.8], "dense_scale": [0.04, 0.0
 
 def tune(args) -> None:
     from rag.config import Config
-    from rag.fusion import fuse
+    from rag.search.fusion import fuse
 
     sets = {Path(p).stem: pickle.loads(Path(p).read_bytes())["questions"] for p in args.caches}
     depth = min(Config().dense_candidates, Config().keyword_candidates)

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.slow  # runs the real encoder
 ROOT = Path(__file__).resolve().parent.parent
 
 import app
-from rag.service import Service
+from rag.serving.service import Service
 
 from conftest import SEEDS, serve_app
 
@@ -197,7 +197,7 @@ def test_chat_streams_language_model_answer(seed_index, tmp_path):
     from gradio_client import Client
 
     from fake_openai import FakeOpenAI
-    from rag.llm import ChatModel
+    from rag.answering.llm import ChatModel
 
     with FakeOpenAI(delay=0.05) as fake:
         svc = Service(SEEDS, seed_index, feedback_dir=tmp_path, llm=ChatModel(fake.url))

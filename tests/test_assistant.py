@@ -162,8 +162,8 @@ class FixedReader:
         self.needle, self.confidence = needle, confidence
 
     def read(self, question, passages, sentences=None, encoder=None):
-        from rag.extractive import sentence_spans
-        from rag.reader import Span
+        from rag.answering.extractive import sentence_spans
+        from rag.answering.reader.reader import Span
 
         p = next(i for i, x in enumerate(passages) if self.needle in x.text)
         a = passages[p].text.index(self.needle)

@@ -8,7 +8,7 @@ import pytest
 import rag
 from rag.errors import QueryError, SourceError
 from rag.query import MAX_QUERY_CHARS, Query
-from rag.sources import MAX_FILE_BYTES, read_articles, read_file
+from rag.reading.sources import MAX_FILE_BYTES, read_articles, read_file
 
 from conftest import TEST_DATA
 

@@ -1,11 +1,11 @@
-"""rag.chunking: chunks are exact, sentence-aligned spans that together cover the article."""
+"""rag.reading.chunking: chunks are exact, sentence-aligned spans that together cover the article."""
 from __future__ import annotations
 
 from hypothesis import given, settings, strategies as st
 
-from rag.chunking import chunk_article
+from rag.reading.chunking import chunk_article
 from rag.records import Article
-from rag.sources import read_articles
+from rag.reading.sources import read_articles
 
 from conftest import SEEDS
 

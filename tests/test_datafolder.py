@@ -9,7 +9,7 @@ import pytest
 
 import rag
 from rag.cli import main
-from rag.datafolder import TRASH_DIR, kept_versions, stamp, trash_path
+from rag.serving.datafolder import TRASH_DIR, kept_versions, stamp, trash_path
 from rag.errors import QueryError
 
 from conftest import TEST_DATA
@@ -64,4 +64,4 @@ def test_restore_without_a_kept_copy_names_the_file_and_changes_nothing(tiny, ca
 def test_kept_copies_cannot_be_addressed_outside_the_data_folder(tiny):
     data, _ = tiny
     with pytest.raises(QueryError, match="folder part"):
-        rag.datafolder.restore(data, "../index/manifest.json")
+        rag.serving.datafolder.restore(data, "../index/manifest.json")

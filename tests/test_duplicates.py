@@ -1,7 +1,7 @@
 """Near-duplicate stories: one passage list folds each story once, whatever the order of its passages."""
 from __future__ import annotations
 
-from rag.duplicates import NearDuplicates
+from rag.search.duplicates import NearDuplicates
 from rag.records import Article, Passage
 
 STORY = "武汉长江新区首批项目集中签约，总投资超过两千亿元，涉及数字经济、先进制造和绿色低碳等领域。"
@@ -61,7 +61,7 @@ def test_a_longer_passage_that_adds_to_a_shown_one_is_kept():
 
 
 def test_the_articles_remembered_are_bounded_and_verdicts_survive_forgetting(monkeypatch):
-    import rag.duplicates as duplicates
+    import rag.search.duplicates as duplicates
 
     monkeypatch.setattr(duplicates, "ARTICLES_REMEMBERED", 2)
     nd = NearDuplicates(ARTICLES)

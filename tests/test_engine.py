@@ -13,7 +13,7 @@ import pytest
 
 import rag
 from rag.config import Config
-from rag.engine import Row, engine_class
+from rag.engines.base import Row, engine_class
 from rag.errors import ConfigError, IndexCorruptError, IndexMismatchError
 from rag.query import ArticleFilter
 from rag.text import tokenize
@@ -215,7 +215,7 @@ def test_milvus_manifest_dict_names_collection_and_uri_not_token(lite_uri, tmp_p
 
 
 def test_milvus_filter_expression_matches_allows_on_every_date_shape():
-    from rag.engine_milvus import filter_expression
+    from rag.engines.milvus import filter_expression
 
     assert filter_expression(None) == ""
     assert filter_expression(ArticleFilter.make(["a\"b"], "2021", "2021-12")) == (
@@ -223,7 +223,7 @@ def test_milvus_filter_expression_matches_allows_on_every_date_shape():
 
 
 def test_milvus_build_drops_stale_collections_but_keeps_the_live_one(lite_uri, tmp_path):
-    from rag.engine_milvus import _client
+    from rag.engines.milvus import _client
 
     cfg = Config(engine="milvus", milvus_uri=lite_uri)
     first = engine_class("milvus").create(cfg, tmp_path / "ix", DIM)
@@ -234,7 +234,7 @@ def test_milvus_build_drops_stale_collections_but_keeps_the_live_one(lite_uri, t
 
 def test_missing_pymilvus_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "pymilvus", None)
-    monkeypatch.delitem(sys.modules, "rag.engine_milvus", raising=False)
+    monkeypatch.delitem(sys.modules, "rag.engines.milvus", raising=False)
     with pytest.raises(ConfigError, match=r"pip install 'rag-news\[milvus\]'"):
         engine_class("milvus")
 
@@ -351,7 +351,7 @@ def test_migrate_local_index_into_milvus_without_embedding(seed_index, retriever
         raise AssertionError("migrate must not load an embedder")
 
     monkeypatch.setattr("rag.embedding.make_embedder", no_embedder)
-    monkeypatch.setattr("rag.retrieval._make_embedder", no_embedder)
+    monkeypatch.setattr("rag.search.retrieval._make_embedder", no_embedder)
     assert main(["migrate", "--index", str(ix), "--engine", "milvus", "--milvus-uri", lite_uri]) == 0
     assert f"{len(retriever.chunks)} chunks moved from engine 'local' to 'milvus'" in capsys.readouterr().out
     assert main(["migrate", "--index", str(ix), "--engine", "milvus", "--milvus-uri", lite_uri]) == 2
@@ -365,7 +365,7 @@ def test_migrate_local_index_into_milvus_without_embedding(seed_index, retriever
     keys = [f"{c.doc_id}@{c.start}" for c in retriever.chunks[:20]]
     mine, theirs = m.engine.vectors(keys), retriever.engine.vectors(keys)
     assert all(np.array_equal(mine[k], theirs[k]) for k in keys)
-    from rag.migration import migrate
+    from rag.engines.migration import migrate
 
     assert migrate(ix, Config()).target == "local"  # and back, still without embedding
     back = rag.Retriever.load(ix)

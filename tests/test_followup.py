@@ -8,8 +8,8 @@ from hypothesis import given, settings, strategies as st
 
 import fake_openai
 from fake_openai import FakeOpenAI
-from rag.followup import REWRITE_PROMPT, rewrite, rewrite_with_llm
-from rag.llm import ChatModel
+from rag.answering.followup import REWRITE_PROMPT, rewrite, rewrite_with_llm
+from rag.answering.llm import ChatModel
 
 
 def users(*turns: str) -> list[dict]:
@@ -115,7 +115,7 @@ def test_the_last_user_turn_is_the_context():
 
 
 def test_rewrite_logs_and_never_prints(caplog, capsys):
-    with caplog.at_level(logging.DEBUG, logger="rag.followup"):
+    with caplog.at_level(logging.DEBUG, logger="rag.answering.followup"):
         rewrite("那一期呢？", users("宝钢黄石新港二期什么时候开工？"))
     assert "宝钢黄石新港一期什么时候开工" in caplog.text
     assert capsys.readouterr() == ("", "")
@@ -180,7 +180,7 @@ BAD_REPLIES = {
 @pytest.mark.parametrize("reply", BAD_REPLIES.values(), ids=BAD_REPLIES.keys())
 def test_bad_llm_reply_falls_back_to_rules(server, monkeypatch, reply, caplog):
     monkeypatch.setattr(fake_openai, "REPLY", reply)
-    with caplog.at_level(logging.WARNING, logger="rag.followup"):
+    with caplog.at_level(logging.WARNING, logger="rag.answering.followup"):
         out = rewrite_with_llm("那一期呢？", users("宝钢黄石新港二期什么时候开工？"), model(server))
     assert out == "宝钢黄石新港一期什么时候开工？"
     assert len(server.requests) == 1 and "unusable" in caplog.text
@@ -189,7 +189,7 @@ def test_bad_llm_reply_falls_back_to_rules(server, monkeypatch, reply, caplog):
 @pytest.mark.parametrize("mode", ["error", "garbage", "garbage_json"])
 def test_failing_llm_falls_back_to_rules(server, mode, caplog):
     server.mode = mode
-    with caplog.at_level(logging.WARNING, logger="rag.followup"):
+    with caplog.at_level(logging.WARNING, logger="rag.answering.followup"):
         out = rewrite_with_llm("这些项目计划总投资多少？", users("宜昌市点军区集中开工了几个生态环保项目？"), model(server))
     assert out == "宜昌市点军区集中开工的生态环保项目计划总投资多少？"
     assert "failed" in caplog.text

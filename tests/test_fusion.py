@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from rag import Config, ConfigError
-from rag.fusion import fuse
+from rag.search.fusion import fuse
 
 
 def ranking(prefix: str, scores: list[float]) -> list[tuple[str, float]]:

@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import rag
-from rag.service import Service
-from rag.sources import SUPPORTED_SUFFIXES, read_articles, read_bytes, read_file
+from rag.serving.service import Service
+from rag.reading.sources import SUPPORTED_SUFFIXES, read_articles, read_bytes, read_file
 
 from conftest import TEST_DATA
 
@@ -85,7 +85,7 @@ contents = st.one_of(st.binary(max_size=4_000), truncated_utf8(), legacy_mix(), 
                      front_matter_without_end(), jsonl_lines())
 
 
-def _check(result: rag.sources.IngestResult, name: str) -> None:
+def _check(result: rag.reading.sources.IngestResult, name: str) -> None:
     assert result.articles or result.errors, "neither articles nor an error"
     for a in result.articles:
         assert a.id and a.title and a.text.strip() and a.origin == Path(name).name

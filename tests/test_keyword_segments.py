@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from rag.errors import IndexCorruptError
-from rag.keyword_index import KeywordIndex
-from rag.keyword_segments import KeywordSegments
+from rag.engines.keyword_index import KeywordIndex
+from rag.engines.keyword_segments import KeywordSegments
 from rag.text import tokenize
 
 TEXTS = [

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 
 import rag
-from rag.answering import LLM_DOWN_NOTE, LLM_UNCITED_NOTE
-from rag.llm import UNSOURCED, ChatModel, build_messages, check_citations
+from rag.answering.assistant import LLM_DOWN_NOTE, LLM_UNCITED_NOTE
+from rag.answering.llm import UNSOURCED, ChatModel, build_messages, check_citations
 
 from fake_openai import REPLY, FakeOpenAI, free_port
 

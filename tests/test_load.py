@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 import load_test  # scripts/ is on the test path (pyproject: pythonpath)
-from rag.service import Service
+from rag.serving.service import Service
 
 from conftest import SEEDS, serve_app
 

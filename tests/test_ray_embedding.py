@@ -19,7 +19,7 @@ pytest.importorskip("ray", reason="Ray builds need pip install 'rag-news[ray]'")
 def test_ray_local_build_equals_single_process(retriever, tmp_path, caplog):
     """`rag build --ray local` with 2 workers: same chunks, bit-identical vectors, same manifest embedder."""
     index = tmp_path / "index"
-    with caplog.at_level(logging.INFO, logger="rag.ray_embedding"):
+    with caplog.at_level(logging.INFO, logger="rag.embedding.ray_embedding"):
         assert main(["build", "--data", str(SEEDS), "--index", str(index), "--ray", "local", "--ray-workers", "2", "-q"]) == 0
     assert f"embedded {len(retriever.chunks)} chunks on Ray (local, 2 workers)" in caplog.text
     built = rag.Retriever.load(index)
@@ -38,7 +38,7 @@ def test_ray_local_build_equals_single_process(retriever, tmp_path, caplog):
 
 def test_ray_embedder_needs_an_address():
     from rag.embedding import make_embedder
-    from rag.ray_embedding import RayEmbedder
+    from rag.embedding.ray_embedding import RayEmbedder
 
     with pytest.raises(ConfigError, match="ray_address is empty"):
         RayEmbedder(Config(), make_embedder("e5-int8"))
@@ -52,9 +52,9 @@ def test_ray_workers_is_validated():
 def test_missing_ray_names_the_extra(monkeypatch):
     import sys
 
-    from rag.engine import optional
+    from rag.engines.base import optional
 
     monkeypatch.setitem(sys.modules, "ray", None)
-    monkeypatch.delitem(sys.modules, "rag.ray_embedding", raising=False)
+    monkeypatch.delitem(sys.modules, "rag.embedding.ray_embedding", raising=False)
     with pytest.raises(ConfigError, match=r"pip install 'rag-news\[ray\]'"):
-        optional("ray", "rag.ray_embedding")
+        optional("ray", "rag.embedding.ray_embedding")

@@ -8,9 +8,9 @@ import pytest
 
 from rag.config import Config
 from rag.errors import RagError
-from rag.extractive import select_sentences
+from rag.answering.extractive import select_sentences
 from rag.query import Query
-from rag.reader import MODEL_DIR, Reader, Span, Trees
+from rag.answering.reader.reader import MODEL_DIR, Reader, Span, Trees
 from rag.records import Passage
 from rag.text import compact, strip_pinyin_noise, to_simplified
 
@@ -125,7 +125,7 @@ def test_a_number_is_never_cut_from_its_decimals_magnitude_or_percent_sign(text,
 
 
 def test_how_many_of_a_unit_prefers_the_number_counted_in_it():
-    from rag.reader import collect_candidates
+    from rag.answering.reader.reader import collect_candidates
 
     text = "开展全市工业企业大排查,200余个工业集聚点、1.6万多家企业全部“上图入库”。"
     passages = [Passage(doc_id="jiangyin", title="江阴", date="2023-12-01", source="江阴日报", text=text, score=1.0)]

@@ -11,8 +11,8 @@ import pytest
 from rag.embedding.base import TokenStates
 from rag.errors import RagError
 from rag.query import Query
-from rag.reader import MODEL_DIR, Reader
-from rag.reader_neural import MISSING, NEURAL_FEATURES, SentenceLogits, SpanHead, neural_features
+from rag.answering.reader.reader import MODEL_DIR, Reader
+from rag.answering.reader.neural import MISSING, NEURAL_FEATURES, SentenceLogits, SpanHead, neural_features
 from rag.records import Passage
 from rag.text import compact, strip_pinyin_noise, to_simplified
 

@@ -18,7 +18,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 
-from rag.service import Service
+from rag.serving.service import Service
 
 from conftest import TEST_DATA, serve_app
 

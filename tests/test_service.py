@@ -1,10 +1,10 @@
-"""rag.service: Gradio history normalisation, index lifecycle and its errors (writes and feedback: test_trust.py)."""
+"""rag.serving.service: Gradio history normalisation, index lifecycle and its errors (writes and feedback: test_trust.py)."""
 from __future__ import annotations
 
 import pytest
 
 import rag
-from rag.service import Service, history_messages
+from rag.serving.service import Service, history_messages
 
 
 def test_history_accepts_gradio_content_parts():
@@ -36,7 +36,7 @@ def test_loads_a_fresh_index_without_rebuilding(seed_index, tmp_path, caplog):
     from conftest import SEEDS
 
     svc = Service(SEEDS, seed_index, feedback_dir=tmp_path)
-    with caplog.at_level("INFO", logger="rag.service"):
+    with caplog.at_level("INFO", logger="rag.serving.service"):
         svc.start()
     assert svc.ready and "loading index" in caplog.text and "building" not in caplog.text
     assert svc.sources() == ["大江网", "央广网", "江阴日报", "长江日报"]

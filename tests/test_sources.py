@@ -1,11 +1,11 @@
-"""rag.sources: each seed file and each generic format read into clean Articles."""
+"""rag.reading.sources: each seed file and each generic format read into clean Articles."""
 from __future__ import annotations
 
 import re
 
 import pytest
 
-from rag.sources import decode_bytes, read_articles, read_file
+from rag.reading.sources import decode_bytes, read_articles, read_file
 from rag.errors import SourceError
 
 from conftest import SEEDS, TEST_DATA

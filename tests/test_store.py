@@ -12,7 +12,7 @@ import pytest
 
 import rag
 from rag.errors import IndexCorruptError, IndexLockedError
-from rag.store import IndexStore
+from rag.engines.store import IndexStore
 
 from conftest import ROOT, TEST_DATA
 
@@ -68,8 +68,8 @@ def test_sigkilled_writer_never_breaks_the_index(tiny_index):
 # Dies by SIGKILL at a chosen point of an add(); "after-swap" dies just after CURRENT moved.
 KILL_AT = """
 import os, signal, sys
-import rag, rag.store
-from rag.vector_index import VectorIndex
+import rag, rag.engines.store
+from rag.engines.vector_index import VectorIndex
 die = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)
 point = sys.argv[3]
 r = rag.Retriever.load(sys.argv[1])
@@ -78,7 +78,7 @@ if point == "embedding":
 elif point == "writing":
     VectorIndex.save = die
 elif point == "fsync":
-    rag.store._fsync_tree = die
+    rag.engines.store._fsync_tree = die
 elif point == "after-swap":
     real = os.replace
     os.replace = lambda a, b: (real(a, b), die())
@@ -101,7 +101,7 @@ def test_writer_killed_at_each_point_leaves_a_whole_index(tiny_index, point, pub
 
 HOLDER = """
 import sys
-from rag.store import IndexStore
+from rag.engines.store import IndexStore
 with IndexStore(sys.argv[1]).lock():
     print("held", flush=True)
     sys.stdin.read()

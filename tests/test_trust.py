@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 import app
 import rag
-from rag.service import FeedbackLimits, Service, check_file_name, kept_versions, listens_on_loopback_only, restore
+from rag.serving.service import FeedbackLimits, Service, check_file_name, kept_versions, listens_on_loopback_only, restore
 
 from conftest import TEST_DATA
 from fake_openai import free_port

@@ -10,7 +10,7 @@ import pytest
 import rag
 from rag.cli import main
 from rag import UpdateReport
-from rag.store import IndexStore
+from rag.engines.store import IndexStore
 
 from conftest import TEST_DATA
 
@@ -118,7 +118,7 @@ def test_check_passes_on_a_whole_index_and_names_the_damage(tiny, capsys):
 
 def test_check_finds_non_finite_vectors(tiny):
     import numpy as np
-    from rag.vector_index import VectorIndex
+    from rag.engines.vector_index import VectorIndex
 
     data, index, r = tiny
     gen = IndexStore(index).current()
@@ -188,7 +188,7 @@ def test_app_reload_keeps_the_new_generation_out_of_the_collectors_scans(tiny):
     import gc
 
     from rag.config import Config
-    from rag.service import Service
+    from rag.serving.service import Service
 
     data, index, r = tiny
     svc = Service(data, index, config=Config(embedder="hash"), feedback_dir=index.parent / "feedback")
@@ -211,7 +211,7 @@ def test_app_reload_keeps_the_new_generation_out_of_the_collectors_scans(tiny):
 
 
 def test_records_are_read_taking_turns_with_other_threads(monkeypatch):
-    from rag import store
+    from rag.engines import store
 
     yields = []
     monkeypatch.setattr(store.time, "sleep", lambda s: yields.append(s))
@@ -227,7 +227,7 @@ def test_a_replaced_generation_is_freed_although_frozen(tiny):
     import weakref
 
     from rag.config import Config
-    from rag.service import Service
+    from rag.serving.service import Service
 
     data, index, _ = tiny
     svc = Service(data, index, config=Config(embedder="hash"), feedback_dir=index.parent / "feedback")

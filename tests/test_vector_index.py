@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rag.vector_index import VectorIndex
+from rag.engines.vector_index import VectorIndex
 
 
 @pytest.fixture(scope="module")

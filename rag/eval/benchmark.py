@@ -134,10 +134,10 @@ def run_benchmark(
     With no ``index_dir`` the index is built in a temporary folder. Building also times the
     bare embedder on the same chunk texts, so the ratio shows what the pipeline adds.
     """
-    from ..answering import Assistant
-    from ..chunking import embed_text
-    from ..retrieval import Retriever
-    from ..store import IndexStore
+    from ..answering.assistant import Assistant
+    from ..reading.chunking import embed_text
+    from ..search.retrieval import Retriever
+    from ..engines.store import IndexStore
     from ..text import fold
 
     queries = list(queries or DEFAULT_QUERIES)

@@ -312,7 +312,7 @@ def evaluate(
     in5: dict[str, list[bool]] = {m: [] for m in modes}
     assistant = None
     if answers:
-        from ..answering import Assistant
+        from ..answering.assistant import Assistant
 
         assistant = Assistant(retriever)
     hits = short_hits = wrong_decl = declined_none = n_none = n_answerable = 0
@@ -396,8 +396,8 @@ def keyword_only_retriever(data_dir: str | Path, config=None, show_progress: boo
     """An unsaved keyword-only (BM25) Retriever of a folder too big to embed here, and its build
     stats (read and index seconds). Only ``search(..., mode="keyword")`` and answers work on it."""
     from ..config import Config
-    from ..retrieval import Retriever
-    from ..sources import read_articles
+    from ..search.retrieval import Retriever
+    from ..reading.sources import read_articles
 
     config = (config or Config()).with_(dense=False)
     t0 = time.perf_counter()

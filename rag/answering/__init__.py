@@ -1,0 +1,1 @@
+"""Answering: the Assistant, the reader family, extractive composition, follow-ups, the language model."""

@@ -1,0 +1,278 @@
+"""Answering: the Assistant turns a question (and the conversation so far) into a cited Answer."""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, replace
+from functools import lru_cache
+from typing import Iterable, Iterator, Protocol
+
+from ..config import Config
+from ..embedding.base import E5_SMALL as CALIBRATED_FOR
+from ..errors import LLMError, QueryError
+from .extractive import Sentence, best_sentence, compose, select_sentences, variants
+from .followup import rewrite, rewrite_with_llm
+from .llm import ChatModel, build_messages, check_citations
+from ..query import Query
+from .reader.reader import Reader, Span
+from .reader.neural import PairEncoder
+from ..records import Answer, Passage
+from ..text import is_traditional, to_simplified, to_traditional
+
+__all__ = ["Assistant", "Evidence", "Searcher", "DECLINE_TEXT", "LLM_DOWN_NOTE"]
+
+log = logging.getLogger(__name__)
+
+DECLINE_TEXT = "抱歉，现有的新闻文章里没有找到这个问题的答案。"
+DECLINE_TEXT_TRAD = "抱歉，現有的新聞文章裡沒有找到這個問題的答案。"
+LLM_DOWN_NOTE = "语言模型暂时不可用，以下是从文章中直接摘录的答案。"
+LLM_UNCITED_NOTE = "语言模型的回答没有可核对的出处，以下是从文章中直接摘录的答案。"
+
+
+class Searcher(Protocol):
+    """What the Assistant needs of a retriever (``Retriever`` is one; tests use a fake)."""
+
+    config: Config
+
+    def search(self, query: Query, k: int = 5, *, sources=None, date_from=None, date_to=None,
+               prefer_year: int | None = None) -> list[Passage]: ...
+
+    def idf(self, token: str) -> float: ...
+
+    def near_duplicates(self, a: str, b: str) -> bool: ...
+
+    @property
+    def calibration(self) -> str | None: ...
+
+    @property
+    def reader_encoder(self) -> PairEncoder | None: ...
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Whether the best retrieved passages answer the question: ``score`` is a calibrated probability."""
+
+    score: float
+    passages: list[Passage]
+    query: str
+    coverage: float = 0.0  # IDF-weighted share of the question's topic words found in a top passage
+    dense: float = 0.0  # best cosine between the query and a top passage
+
+
+@lru_cache(maxsize=1)
+def shared_reader() -> Reader:
+    """The reader shipped in the package, loaded once per process (all Assistants share it)."""
+    return Reader.load()
+
+
+class Assistant:
+    """Answers questions from the indexed articles, always with citations.
+
+    Example::
+
+        assistant = Assistant(Retriever.load("index"))
+        a = assistant.ask("江岸签约了哪些项目？", k=3)
+        a.text        # '三峡数字科技平台项目、中科水研智慧水利水务平台项目等6个项目签约江岸 [1]'
+        a.citations   # [Passage(title='江岸簽約12家…', source='长江日报', ...)]
+        a.grounded    # True; False when the articles hold no answer
+        assistant.ask("这些项目计划总投资多少？", history=[{"role": "user", "content": "…"}, ...])
+    """
+
+    def __init__(self, retriever: Searcher, config: Config | None = None, llm: ChatModel | None = None,
+                 reader: Reader | None = None) -> None:
+        self.retriever = retriever
+        self.config = config or retriever.config
+        # the language model is optional: none configured (llm_base_url empty) means extractive answers
+        self.llm = llm if llm is not None else ChatModel.from_config(self.config)
+        # the span reader that finds the short answer (the trained one in the package by default)
+        self.reader = reader if reader is not None else shared_reader()
+
+    # --- evidence ------------------------------------------------------------------------------
+    def _coverage(self, terms: list[str], passage: Passage) -> float:
+        """IDF-weighted share of ``terms`` that occur in the passage and its title."""
+        if not terms:
+            return 0.0
+        norm = Query(passage.context).normalized
+        total = sum(self.retriever.idf(t) for t in terms)
+        found = sum(self.retriever.idf(t) for t in terms if t in norm)
+        return found / total if total else 0.0
+
+    def evidence(self, question: Query, retrieval_query: Query | None = None, k: int | None = None, **filters) -> Evidence:
+        """Retrieve for the question and score how well the top passages cover its topic words.
+
+        A question naming a year (``2024年…``) prefers articles from that year.
+        """
+        q = retrieval_query or question
+        extra = [v for t in q.content_words for v in variants(t)[:1] if v not in q.normalized]
+        if extra:  # the articles may say "首期" where the question says "一期"
+            q = Query.of(f"{q.text} {' '.join(extra)}")
+        n = max(5, k or self.config.answer_passages)
+        passages = self.retriever.search(q, n, prefer_year=question.year, **filters)
+        terms = question.topic_words
+        coverage = max((self._coverage(terms, p) for p in passages[:3]), default=0.0)
+        dense = max((p.dense_score for p in passages[:3] if p.dense_score is not None), default=0.0)
+        return Evidence(self._probability(coverage, dense), passages, q.text, coverage, dense)
+
+    def _probability(self, coverage: float, dense: float) -> float:
+        """Calibrated probability that the passages answer the question (logistic over two signals).
+
+        The weights were fitted for multilingual-e5-small by scripts/calibrate_decline.py; with
+        another embedder, whose cosine scale differs, the dense signal is replaced by its
+        typical value for answerable questions.
+        """
+        w_cov, w_dense, bias, typical_dense = self.config.evidence_weights
+        if self.retriever.calibration != CALIBRATED_FOR:
+            dense = typical_dense
+        return 1.0 / (1.0 + math.exp(-(w_cov * coverage + w_dense * dense + bias)))
+
+    def standalone(self, question: Query, history: list | None) -> Query:
+        """The question rewritten from the conversation into one that stands alone ("那一期呢？" after
+        "宝钢黄石新港二期什么时候开工？" → "宝钢黄石新港一期什么时候开工？"); unchanged when it already
+        stands alone or has nothing to do with the conversation."""
+        if not history:
+            return question
+        turns = [t for t in history if isinstance(t, dict) and isinstance(t.get("content"), str)]
+        text = rewrite_with_llm(question.text, turns, self.llm) if self.llm is not None else rewrite(question.text, turns)
+        return Query.of(text) if text and text != question.text else question
+
+    # --- the public calls ---------------------------------------------------------------------
+    def ask(
+        self,
+        question: str,
+        history: list | None = None,
+        *,
+        k: int | None = None,
+        sources: Iterable[str] | None = None,
+        date_from: str | None = None,
+        date_to: str | None = None,
+    ) -> Answer:
+        """Answer ``question``; ``history`` holds earlier turns as ``{"role", "content"}`` dicts.
+
+        ``k``: how many of the best passages the answer is drawn from (default
+        ``config.answer_passages``); ``sources``, ``date_from``, ``date_to`` filter articles as in
+        ``Retriever.search``. Declines (``grounded=False``, no citations) when the articles do not
+        hold the answer. With a language model configured the answer is the model's, checked.
+        """
+        final = None
+        for item in self.stream(question, history, k=k, sources=sources, date_from=date_from, date_to=date_to):
+            final = item
+        assert isinstance(final, Answer)
+        return final
+
+    def stream(
+        self,
+        question: str,
+        history: list | None = None,
+        *,
+        k: int | None = None,
+        sources: Iterable[str] | None = None,
+        date_from: str | None = None,
+        date_to: str | None = None,
+    ) -> Iterator[str | Answer]:
+        """Yield the answer text so far (``str``) while it is written, then the final ``Answer``.
+
+        Takes the same options as ``ask``. The extractive path yields only the Answer. With a
+        language model the partial texts are the model's raw reply; the final Answer holds it
+        checked (citations to sources not given removed, uncited sentences marked). When the
+        model times out, is down or sends garbage, the final Answer is the extractive one with
+        ``note`` saying so. No evidence → decline, without calling the model.
+        """
+        if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
+            raise QueryError(f"k must be a whole number of at least 1, got {k!r}")
+        asked = Query.of(question)
+        q = self.standalone(asked, history)
+        ev = self.evidence(q, k=k, sources=sources, date_from=date_from, date_to=date_to)
+        n = k or self.config.answer_passages
+        extractive = self._extractive(q, ev, n, asked)
+        if self.llm is None or not extractive.grounded:
+            yield extractive
+            return
+        passages = ev.passages[:n]
+        text = ""
+        evidence = None
+        if extractive.short:
+            evidence = (extractive.short, extractive.highlights[0], passages.index(extractive.citations[0]))
+        try:
+            for piece in self.llm.stream(build_messages(q.text, passages, history, evidence)):
+                text += piece
+                yield text
+        except LLMError as e:
+            log.warning("language model failed, extractive answer instead: %s", e)
+            yield replace(extractive, note=LLM_DOWN_NOTE)
+            return
+        checked = check_citations(text, len(passages))
+        if not checked.used:
+            log.warning("language model reply cites no given source; extractive answer instead: %r", text[:200])
+            yield replace(extractive, note=LLM_UNCITED_NOTE)
+            return
+        note = f"已去掉{checked.removed}处指向未提供资料的引用。" if checked.removed else ""
+        citations = [passages[i] for i in checked.used]
+        yield Answer(text=checked.text, citations=citations, grounded=True,
+                     highlights=[best_sentence(p.text, checked.text) for p in citations],
+                     query=ev.query, note=note, question=q.text)
+
+    def _extractive(self, q: Query, ev: Evidence, n: int, asked: Query | None = None) -> Answer:
+        """The extractive answer to ``q`` from the evidence. For a follow-up, ``asked`` is what the
+        user typed: retrieval used the standalone ``q``, while sentences are chosen by the words
+        the user asked about (the rewritten topic would pull towards the earlier answer)."""
+        decline = Answer(text=DECLINE_TEXT_TRAD if is_traditional(q.text) else DECLINE_TEXT, citations=[],
+                         grounded=False, query=ev.query, question=q.text)
+        if not ev.passages or ev.score < self.config.decline_threshold:
+            log.info("declined %r (evidence %.2f < %.2f)", q.text, ev.score, self.config.decline_threshold)
+            return decline
+        passages = ev.passages[:n]
+        candidates = []
+        if asked is not None and asked.text != q.text:
+            # a follow-up is answered only from passages still about the conversation's topic (the
+            # words the rewrite brought in); an unrelated article matching the typed words is no answer
+            topic = [t for t in q.content_words if t not in asked.normalized]
+            on_topic = {i for i, p in enumerate(passages) if not topic or self._coverage(topic, p) >= 0.5}
+            if not on_topic:
+                log.info("declined follow-up %r: no passage about its topic %s", q.text, topic)
+                return decline
+            candidates = [c for c in select_sentences(asked, passages, self.retriever.idf, self.config)
+                          if c.passage in on_topic]
+            if not candidates and asked.content_words:
+                log.info("declined follow-up %r: %s not found about its topic", q.text, asked.content_words)
+                return decline
+            candidates = candidates or [c for c in select_sentences(q, passages, self.retriever.idf, self.config)
+                                        if c.passage in on_topic]
+        candidates = candidates or select_sentences(q, passages, self.retriever.idf, self.config)
+        span = self._span(q, passages, candidates)
+        keep = None
+        # an unsure span (below short_lead_confidence) does not choose the sentences: the answer
+        # text is the extractive one, and the span is the short answer only if the text shows its
+        # sentence, uncut
+        leads = span is not None and span.confidence >= self.config.short_lead_confidence
+        if leads:
+            # the sentence holding the short answer leads, and is never cut inside the span; when the
+            # reader is sure, it stands alone, else a second sentence may still join (if it adds)
+            sure = span.confidence >= self.config.short_alone_confidence
+            top = float("inf") if sure or not candidates else candidates[0].score
+            lead = Sentence(top, span.passage, span.sentence_start, span.sentence_end)
+            candidates = [lead] + [c for c in candidates if (c.passage, c.start) != (lead.passage, lead.start)]
+            keep = (span.passage, span.start, span.end)
+        mark = None if span is None else (span.passage, span.start, span.end)
+        text, cited, highlights = compose(q, passages, candidates, self.retriever.idf, self.config,
+                                          self.retriever.near_duplicates, keep=keep, mark=mark)
+        if not text:
+            return decline
+        short = ""
+        if span is not None and cited and cited[0] == span.passage:
+            short = to_traditional(span.text) if is_traditional(q.text) else to_simplified(span.text)
+            shown = passages[span.passage].text[span.sentence_start:span.sentence_end].strip() == highlights[0]
+            if not leads and not (shown and short.strip() in text):
+                short = ""
+        return Answer(text=text, citations=[passages[i] for i in cited], grounded=True, highlights=highlights,
+                      query=ev.query, question=q.text, short=short.strip())
+
+    def _span(self, q: Query, passages: list[Passage], candidates: list[Sentence]) -> Span | None:
+        """The reader's short answer when it is confident enough (``config.short_min_confidence``)."""
+        try:
+            span = self.reader.read(q, passages, candidates, encoder=self.retriever.reader_encoder)
+        except Exception:  # noqa: BLE001 - a reader fault costs the short answer, never the answer
+            log.exception("reader failed on %r; answering with sentences only", q.text)
+            return None
+        if span is None or span.confidence < self.config.short_min_confidence:
+            return None
+        return span

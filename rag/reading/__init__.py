@@ -1,0 +1,1 @@
+"""Reading sources: files into Articles (sources, cleaning, markup) and Articles into Chunks."""

@@ -1,0 +1,280 @@
+"""Reading and cleaning sources: files in → clean Articles out.
+
+Handles plain text, Markdown with YAML front matter, HTML, JSONL (one article per
+line), listing pages of several articles, scraped pages with navigation and footer
+junk, and pinyin-annotated Traditional text; decodes UTF-8, GB18030 and Big5.
+Cleaning is in ``cleaning``, markup (HTML, YAML front matter, Markdown) in ``markup``.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+from .cleaning import (Draft, byline_outlet, clean_article_lines, clean_lines, derive_title, finish, is_listing, normalize_date,
+                       original_headline, parse_listing)
+from ..errors import SourceError
+from .markup import HTML_HINT, front_matter, html_to_lines, markdown_headings
+from ..records import Article
+from ..text import strip_pinyin_noise, to_simplified
+
+__all__ = ["read_articles", "read_file", "read_bytes", "IngestResult", "SUPPORTED_SUFFIXES", "decode_bytes", "file_article_ids"]
+
+log = logging.getLogger(__name__)
+
+SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".jsonl")
+# Larger files are refused: 16 MB of Chinese text is ~5 million characters, hours of
+# embedding on a CPU, and almost surely a dump that should be split into articles (JSONL).
+MAX_FILE_BYTES = 16 * 1024 * 1024
+# A .jsonl file is already one article per line (a corpus export), so it may be much larger.
+MAX_JSONL_BYTES = 1024 * 1024 * 1024
+
+
+@dataclass
+class IngestResult:
+    """Articles read from some files, and one error per file (or JSONL line) that failed."""
+
+    articles: list[Article] = field(default_factory=list)
+    errors: list[SourceError] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+
+
+# --- decoding ---------------------------------------------------------------------------------
+def decode_bytes(data: bytes, path: str = "<bytes>") -> str:
+    """Decode UTF-8 (with or without BOM), GB18030 or Big5; raise SourceError otherwise.
+
+    UTF-8 is tried first (strictly, then allowing a few broken sequences such as a file cut
+    mid-character); other text goes to charset-normalizer, limited to GB18030 and Big5, which
+    refuses bytes that read as neither (scripts/measure_decoding.py compares it with the
+    hand-written guess it replaced).
+    """
+    if not data.strip():
+        raise SourceError(path, "empty file: nothing to index")
+    if b"\x00" in data[:8192]:
+        raise SourceError(path, "binary file (contains NUL bytes): expected UTF-8, GB18030 or Big5 text")
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        first_bad = e.start
+    # UTF-8 with a few broken bytes (a file cut mid-character, a stray byte): keep the text
+    lenient = data.decode("utf-8", errors="replace")
+    bad = lenient.count("\ufffd")
+    if bad <= max(2, len(lenient) // 1000):
+        log.warning("%s: %d undecodable byte sequence(s) in UTF-8 text (first at byte %d) dropped", path, bad, first_bad)
+        return lenient.replace("\ufffd", "")
+    from charset_normalizer import from_bytes
+
+    best = from_bytes(data, cp_isolation=["gb18030", "big5"]).best()
+    if best is None:
+        raise SourceError(path, "cannot decode the text: it is not UTF-8, GB18030 or Big5")
+    return str(best)
+
+
+def _parse_text_document(text: str, stem: str, origin: str, path: str, *, is_html: bool) -> list[Article]:
+    meta, body = front_matter(text, path)
+    if is_html or HTML_HINT.search(body):
+        # HTML, possibly followed by Markdown link lines outside the markup
+        tail_links = []
+        if not is_html:
+            closes = list(re.finditer(r"</[a-zA-Z][a-zA-Z0-9]*>", body))
+            if closes:
+                end = closes[-1].end()
+                body, tail_links = body[:end], clean_lines(body[end:])
+        lines, html_meta = html_to_lines(body)
+        for k, v in html_meta.items():
+            meta.setdefault(k, v)
+        lines += tail_links
+    else:
+        lines = clean_lines(strip_pinyin_noise(body))
+        if is_listing(lines):
+            return parse_listing(lines, stem, origin)
+        lines = markdown_headings(lines, meta)
+    lines = [strip_pinyin_noise(ln) for ln in lines] if is_html else lines
+    draft = Draft(
+        title=str(meta["title"]).strip() if meta.get("title") else None,
+        date=normalize_date(meta.get("date")),
+        source=str(meta["source"]).strip() if meta.get("source") else None,
+        url=str(meta["url"]).strip() if meta.get("url") else None,
+    )
+    clean_article_lines(lines, draft, title_from_first_line=not draft.title)
+    art = finish(draft, doc_id=stem, origin=origin)
+    if art is None:
+        raise SourceError(path, "no article text found (the file holds only markup, metadata or page furniture)")
+    return [art]
+
+
+def _parse_jsonl(text: str, origin: str, path: str, errors: list[SourceError]) -> list[Article]:
+    articles: list[Article] = []
+    seen: set[str] = set()
+    for n, raw in enumerate(text.splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
+            rec = json.loads(raw)
+        except json.JSONDecodeError as e:
+            errors.append(SourceError(path, f"malformed JSON ({e.msg} at column {e.colno}); line skipped", line=n))
+            continue
+        if not isinstance(rec, dict):
+            errors.append(SourceError(path, "expected a JSON object with 'id' and 'text'; line skipped", line=n))
+            continue
+        doc_id, body = rec.get("id"), rec.get("text")
+        if doc_id is None or str(doc_id).strip() == "":
+            errors.append(SourceError(path, "field 'id' is missing or empty; line skipped", line=n))
+            continue
+        if not isinstance(body, str) or not body.strip():
+            errors.append(SourceError(path, f"field 'text' is missing or empty for id {doc_id!r}; line skipped", line=n))
+            continue
+        doc_id = str(doc_id).strip()
+        if doc_id in seen:
+            errors.append(SourceError(path, f"duplicate article id {doc_id!r}; the first one is kept", line=n))
+            continue
+        seen.add(doc_id)
+        raw = strip_pinyin_noise(body)
+        title = str(rec.get("title") or "").strip()
+        if not title:  # read before cleaning: a run of spaces may be where the original headline ends
+            title, raw = original_headline(raw) or ("", raw)
+        clean = "\n".join(ln for ln in clean_lines(raw) if ln)
+        title = title or derive_title(clean)
+        articles.append(
+            Article(
+                id=doc_id,
+                title=strip_pinyin_noise(title),
+                text=clean,
+                date=normalize_date(rec.get("date")),
+                source=to_simplified(str(rec["source"]).strip()) if rec.get("source") else byline_outlet(clean),
+                url=str(rec["url"]).strip() if rec.get("url") else None,
+                origin=origin,
+            )
+        )
+    return articles
+
+
+def read_file(path: str | Path, *, root: str | Path | None = None) -> IngestResult:
+    """Articles of one file. Errors are collected in the result, never raised."""
+    p = Path(path)
+    origin = str(p.relative_to(root)) if root else p.name
+    result = IngestResult(files=[origin])
+    try:
+        suffix = p.suffix.lower()
+        _check_suffix(suffix, str(p))
+        try:
+            size = p.stat().st_size
+            _check_size(size, suffix, str(p))
+            data = p.read_bytes()
+        except OSError as e:
+            raise SourceError(str(p), f"cannot read the file: {e.strerror or e}") from e
+        _parse_bytes(data, suffix, origin, str(p), result)
+    except SourceError as e:
+        result.errors.append(e)
+    for e in result.errors:
+        log.warning("skipped: %s", e)
+    return result
+
+
+def read_bytes(data: bytes, name: str) -> IngestResult:
+    """Articles of one file's content, as ``read_file`` would read a file called ``name``
+    (which names the errors and gives the ids); nothing touches the disk. Errors are
+    collected in the result, never raised.
+
+    Example::
+
+        r = read_bytes("标题\n正文。".encode("gb18030"), "new.txt")
+        r.articles[0].id, r.errors        # ('new', [])
+    """
+    result = IngestResult(files=[name])
+    try:
+        suffix = Path(name).suffix.lower()
+        _check_suffix(suffix, name)
+        _check_size(len(data), suffix, name)
+        _parse_bytes(data, suffix, name, name, result)
+    except SourceError as e:
+        result.errors.append(e)
+    return result
+
+
+def _check_suffix(suffix: str, path: str) -> None:
+    if suffix not in SUPPORTED_SUFFIXES:
+        raise SourceError(path, f"unsupported file type {suffix or '(none)'}: expected one of {', '.join(SUPPORTED_SUFFIXES)}")
+
+
+def _check_size(size: int, suffix: str, path: str) -> None:
+    if suffix == ".jsonl" and size > MAX_JSONL_BYTES:
+        raise SourceError(path, f"file is {size / 2**30:.1f} GB; the limit is {MAX_JSONL_BYTES // 2**30} GB per .jsonl file: split it into several files")
+    if suffix != ".jsonl" and size > MAX_FILE_BYTES:
+        raise SourceError(
+            path,
+            f"file is {size / 2**20:.0f} MB; the limit is {MAX_FILE_BYTES // 2**20} MB per file: "
+            "split it into several files, or one article per line in a .jsonl file",
+        )
+
+
+_ANY_TAG = re.compile(r"<(!doctype|[a-zA-Z][a-zA-Z0-9-]*)[\s/>]", re.IGNORECASE)
+
+
+def _parse_bytes(data: bytes, suffix: str, origin: str, path: str, result: IngestResult) -> None:
+    text = decode_bytes(data, path)
+    if suffix == ".jsonl":
+        result.articles = _parse_jsonl(text, origin, path, result.errors)
+        if not result.articles and not result.errors:
+            raise SourceError(path, "no articles: every line is empty")
+        return
+    is_html = suffix in (".html", ".htm")
+    if is_html and not _ANY_TAG.search(text):
+        raise SourceError(path, f"not HTML: no tags found; save plain text as .txt instead of {suffix}")
+    stem = Path(origin).with_suffix("").as_posix()
+    result.articles = _parse_text_document(text, stem, origin, path, is_html=is_html)
+
+
+def iter_source_files(paths: Iterable[str | Path]) -> Iterable[tuple[Path, Path | None]]:
+    """(file, root) for each file given, and each supported file under each folder given."""
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            for f in sorted(p.rglob("*")):
+                if f.is_file() and not any(part.startswith(".") for part in f.relative_to(p).parts):
+                    if f.suffix.lower() in SUPPORTED_SUFFIXES:
+                        yield f, p
+                    elif f.name.lower() not in ("readme", "readme.md"):
+                        log.info("ignoring %s: not a supported article file", f)
+        else:
+            yield p, None
+
+
+def read_articles(paths: str | Path | Iterable[str | Path]) -> IngestResult:
+    """Read every supported file under the given folders or files.
+
+    Unreadable files are reported in ``errors`` (naming the file and reason) and the
+    rest are still read. Article ids must be unique across files: a duplicate is an
+    error and the first article keeps the id.
+    """
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    total = IngestResult()
+    seen: dict[str, str] = {}
+    for f, root in iter_source_files(paths):
+        if not f.exists():
+            total.errors.append(SourceError(str(f), "no such file or folder"))
+            continue
+        r = read_file(f, root=root)
+        total.files += r.files
+        total.errors += r.errors
+        for a in r.articles:
+            if a.id in seen:
+                total.errors.append(SourceError(str(f), f"duplicate article id {a.id!r} (already read from {seen[a.id]}); skipped"))
+                continue
+            seen[a.id] = a.origin or str(f)
+            total.articles.append(a)
+    return total
+
+
+def file_article_ids(result: IngestResult) -> dict[str, list[str]]:
+    """origin file → ids of the articles read from it."""
+    out: dict[str, list[str]] = {}
+    for a in result.articles:
+        out.setdefault(a.origin or "", []).append(a.id)
+    return out

@@ -1,0 +1,1 @@
+"""Search: the Retriever façade, fusion of dense and keyword candidates, stages, duplicates, updates."""

@@ -1,0 +1,1 @@
+"""Serving: the Service behind the app, the data folder, feedback and the web layer (web/)."""
