@@ -61,6 +61,10 @@ class QueryError(RagError, ValueError):
     """A query is empty or otherwise unusable."""
 
 
+class EmptyQueryError(QueryError):
+    """A query with nothing left to search once cleaned (blank, or control characters only)."""
+
+
 class LLMError(RagError):
     """The language model endpoint timed out, refused the connection or replied with garbage."""
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Iterable
 
-from .errors import QueryError
+from .errors import EmptyQueryError, QueryError
 from .text import QUESTION_FRAME_WORDS, fold, keywords, normalize, tokenize
 
 __all__ = ["Query", "ArticleFilter", "MAX_QUERY_CHARS", "is_dated"]
@@ -46,7 +46,7 @@ class Query:
             raise QueryError(f"query must be a string, got {type(query).__name__}")
         q = re.sub(r"\s+", " ", _CONTROL.sub(" ", query)).strip()
         if not q:
-            raise QueryError("query is empty: type a question or some keywords")
+            raise EmptyQueryError("query is empty: type a question or some keywords")
         return cls(q[:MAX_QUERY_CHARS])
 
     @cached_property

@@ -14,6 +14,8 @@ pytestmark = pytest.mark.slow  # runs the real encoder
 ROOT = Path(__file__).resolve().parent.parent
 
 import app
+from rag.serving.web.api import make_api
+from rag.serving.web import render
 from rag.serving.service import Service
 
 from conftest import SEEDS, serve_app
@@ -113,7 +115,7 @@ def test_every_api_error_has_the_documented_body(client, method, path, content, 
 def test_unexpected_errors_are_500_with_the_documented_body(seed_index, tmp_path, monkeypatch):
     svc = Service(SEEDS, seed_index, feedback_dir=tmp_path)
     monkeypatch.setattr(svc, "search", lambda *a, **kw: 1 / 0)
-    r = TestClient(app.make_api(svc), raise_server_exceptions=False).post("/api/search", json={"query": Q})
+    r = TestClient(make_api(svc), raise_server_exceptions=False).post("/api/search", json={"query": Q})
     assert r.status_code == 500 and r.json() == {"error": "internal_error",
                                                  "detail": "unexpected ZeroDivisionError; the server log has the details"}
 
@@ -162,19 +164,19 @@ def test_sources_panel_highlights_and_links():
 
     p = rag.Passage(doc_id="d", title="标<题>", date="2021-12-03", source="长江日报", text="前文。关键句。后文。", score=1.0)
     a = rag.Answer(text="关键句[1]。", citations=[p], grounded=True, highlights=["关键句。"])
-    panel = app.sources_html(a)
+    panel = render.sources_html(a)
     assert 'id="src-1"' in panel and "<mark>关键句。</mark>" in panel and "标&lt;题&gt;" in panel
     assert "长江日报 · 2021-12-03" in panel
-    assert "11月29日（未注明年份）" in app.sources_html(rag.Answer("x[1]", [rag.Passage("d", "t", "--11-29", "s", "x", 1.0)], True))
-    assert '<a href="#src-1" class="cite">[1]</a>' in app.answer_markdown(a)
-    msg = app.chat_message(a)
-    assert msg.startswith(app.answer_markdown(a)) and '<details class="inline-sources">' in msg
+    assert "11月29日（未注明年份）" in render.sources_html(rag.Answer("x[1]", [rag.Passage("d", "t", "--11-29", "s", "x", 1.0)], True))
+    assert '<a href="#src-1" class="cite">[1]</a>' in render.answer_markdown(a)
+    msg = render.chat_message(a)
+    assert msg.startswith(render.answer_markdown(a)) and '<details class="inline-sources">' in msg
     assert "[1] 标&lt;题&gt; · 长江日报 · 2021-12-03" in msg and 'id="m-src-1"' in msg and "<mark>关键句。</mark>" in msg
     assert "\n" not in msg.split("<details", 1)[1]  # one HTML block for the Markdown renderer
-    assert app.without_inline_sources({"role": "assistant", "content": msg})["content"] == app.answer_markdown(a)
-    parts = app.without_inline_sources({"role": "assistant", "content": [{"type": "text", "text": msg}]})
-    assert parts["content"] == [{"type": "text", "text": app.answer_markdown(a)}]
-    assert app.chat_message(rag.Answer("没有找到", [], False)) == "没有找到"
+    assert render.without_inline_sources({"role": "assistant", "content": msg})["content"] == render.answer_markdown(a)
+    parts = render.without_inline_sources({"role": "assistant", "content": [{"type": "text", "text": msg}]})
+    assert parts["content"] == [{"type": "text", "text": render.answer_markdown(a)}]
+    assert render.chat_message(rag.Answer("没有找到", [], False)) == "没有找到"
 
 
 @pytest.fixture(scope="module")
@@ -232,7 +234,7 @@ def tiny_service(tmp_path):
 def test_serves_an_article_added_by_another_process_without_restart(tiny_service, tmp_path):
     import subprocess
 
-    client = TestClient(app.make_api(tiny_service))
+    client = TestClient(make_api(tiny_service))
     new = tmp_path / "incoming" / "yuehu.txt"
     new.parent.mkdir()
     new.write_text(NEW_ARTICLE, encoding="utf-8")
@@ -242,7 +244,7 @@ def test_serves_an_article_added_by_another_process_without_restart(tiny_service
     stop, statuses = threading.Event(), []
 
     def keep_asking() -> None:
-        c = TestClient(app.make_api(tiny_service))
+        c = TestClient(make_api(tiny_service))
         for _ in range(2000):  # bounded; stops when the update is done
             if stop.is_set():
                 break
@@ -281,7 +283,7 @@ def test_requests_in_flight_keep_the_retriever_they_started_with(tiny_service, t
 
 
 def test_upload_endpoint_adds_updates_and_refuses(tiny_service):
-    client = TestClient(app.make_api(tiny_service))
+    client = TestClient(make_api(tiny_service))
     r = client.post("/api/documents", files=[("files", ("yuehu.txt", NEW_ARTICLE.encode(), "text/plain"))])
     body = r.json()
     assert r.status_code == 200, body
@@ -311,15 +313,15 @@ def test_upload_tab_handler_reports_in_chinese(tiny_service, tmp_path):
     src.mkdir()
     (src / "yuehu.md").write_text("# 汉阳月湖湿地新建观鸟台\n\n" + NEW_ARTICLE.split("\n", 2)[2], encoding="utf-8")
     (src / "mixed.jsonl").write_text('{"id": "ok-9", "text": "%s"}\nnot json\n' % GOOD, encoding="utf-8")
-    report = app.upload_files(tiny_service, [str(src / "yuehu.md"), str(src / "mixed.jsonl")])
+    report = render.upload_files(tiny_service, [str(src / "yuehu.md"), str(src / "mixed.jsonl")])
     assert "yuehu.md：新文件" in report and "mixed.jsonl：新文件" in report
     assert "新增文章 2 篇" in report and "嵌入 " in report and " 秒" in report
     assert "1 处无法读取" in report and "mixed.jsonl:2: malformed JSON" in report.split("无法读取")[1]
     (src / "broken.jsonl").write_text('{"title": "无正文"}\nnot json\n', encoding="utf-8")
-    refused = app.upload_files(tiny_service, [str(src / "broken.jsonl")])
+    refused = render.upload_files(tiny_service, [str(src / "broken.jsonl")])
     assert refused.startswith("⚠ 未上传，没有保存任何文件") and "broken.jsonl:1: field 'id' is missing" in refused
     assert not (tiny_service.data_dir / "broken.jsonl").exists()
     (src / "notes.docx").write_bytes(b"PK")
-    refused = app.upload_files(tiny_service, [str(src / "notes.docx")])
+    refused = render.upload_files(tiny_service, [str(src / "notes.docx")])
     assert refused.startswith("⚠ 未上传") and "notes.docx" in refused and ".jsonl" in refused
-    assert app.upload_files(tiny_service, []) == "请先选择要上传的文件。"
+    assert render.upload_files(tiny_service, []) == "请先选择要上传的文件。"

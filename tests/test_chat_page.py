@@ -2,8 +2,8 @@
 rewritten follow-up, the span marked inside its sentence in the sources (no model needed)."""
 from __future__ import annotations
 
-import app
 import rag
+from rag.serving.web import render
 
 TEXT = "会上，三峡数字科技平台项目、中科水研智慧水利水务平台项目等6个项目签约江岸。江岸区有关负责人说。"
 P = rag.Passage(doc_id="cjrb", title="江岸签约", date="2021-12-03", source="长江日报", text=TEXT, score=1.0)
@@ -18,7 +18,7 @@ def _answer(**kw):
 
 
 def test_short_answer_comes_first_in_bold_then_the_cited_sentence():
-    md = app.answer_markdown(_answer(), "江岸签约了哪些项目？")
+    md = render.answer_markdown(_answer(), "江岸签约了哪些项目？")
     assert md.startswith(f'<b class="short">{SHORT}</b>')
     assert md.index(SHORT) < md.index('<a href="#src-1" class="cite">[1]</a>')
     assert "按“" not in md  # asked as typed: no reading to show
@@ -26,33 +26,33 @@ def test_short_answer_comes_first_in_bold_then_the_cited_sentence():
 
 def test_a_rewritten_follow_up_shows_the_question_answered():
     a = _answer(question="宝钢黄石新港一期什么时候开工？", short="")
-    md = app.answer_markdown(a, "那一期呢？")
+    md = render.answer_markdown(a, "那一期呢？")
     assert md.startswith('<span class="asked">按“宝钢黄石新港一期什么时候开工？”回答</span>')
     assert "<b" not in md  # no confident span: the sentence alone
-    assert "按“" not in app.answer_markdown(a, "宝钢黄石新港一期什么时候开工")  # same question, punctuation aside
+    assert "按“" not in render.answer_markdown(a, "宝钢黄石新港一期什么时候开工")  # same question, punctuation aside
 
 
 def test_the_span_is_marked_inside_its_sentence_in_both_source_views():
     a = _answer()
-    for html in (app.sources_html(a), app.chat_message(a, "江岸签约了哪些项目？")):
+    for html in (render.sources_html(a), render.chat_message(a, "江岸签约了哪些项目？")):
         assert f'<mark>会上，<span class="span">{SHORT}</span>签约江岸。</mark>' in html
 
 
 def test_a_declined_answer_has_no_short_answer_and_no_sources():
     a = rag.Answer("抱歉，现有的新闻文章里没有找到这个问题的答案。", [], False, question="火星上有新闻吗？")
-    assert app.chat_message(a, "火星上有新闻吗？") == "抱歉，现有的新闻文章里没有找到这个问题的答案。"
+    assert render.chat_message(a, "火星上有新闻吗？") == "抱歉，现有的新闻文章里没有找到这个问题的答案。"
 
 
 def test_the_span_is_marked_in_a_traditional_article_for_a_simplified_question():
     trad = rag.Passage(doc_id="cjrb", title="江岸簽約", date=None, source="长江日报",
                        text="會上,三峽數字科技平臺項目等6個項目簽約江岸。", score=1.0)
     a = _answer(citations=[trad], highlights=[trad.text], short="三峡数字科技平台项目")
-    assert '<span class="span">三峽數字科技平臺項目</span>' in app.sources_html(a)
+    assert '<span class="span">三峽數字科技平臺項目</span>' in render.sources_html(a)
 
 
 def test_a_source_says_where_else_the_story_ran():
     # other outlets folded into the passage are named; articles without an outlet are counted
     p = rag.Passage(**{**P.__dict__, "also_in": ("湖北日报", "crud-1", "新民晚报"), "same_story": ("hbrb", "crud-1", "xmwb")})
-    html = app.sources_html(_answer(citations=[p]))
+    html = render.sources_html(_answer(citations=[p]))
     assert "长江日报 · 2021-12-03 · 亦见于：湖北日报、新民晚报；另有1篇相同报道" in html
-    assert "亦见于" not in app.sources_html(_answer())
+    assert "亦见于" not in render.sources_html(_answer())

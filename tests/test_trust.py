@@ -18,6 +18,8 @@ from fastapi.testclient import TestClient
 ROOT = Path(__file__).resolve().parent.parent
 
 import app
+from rag.serving.web.api import make_api
+from rag.serving.web import render
 import rag
 from rag.serving.service import FeedbackLimits, Service, check_file_name, kept_versions, listens_on_loopback_only, restore
 
@@ -62,7 +64,7 @@ def test_loopback_detection(host, loopback):
 
 def test_with_a_token_an_upload_without_it_is_refused_and_nothing_changes(tiny):
     svc = _service(tiny, admin_token=TOKEN, local_only=True)
-    client = TestClient(app.make_api(svc))
+    client = TestClient(make_api(svc))
     before, articles = _snapshot(tiny / "data"), sorted(svc.retriever.articles)
     for token in (None, "wrong", TOKEN[:-1], TOKEN + "x"):
         r = _upload(client, "yuehu.txt", ARTICLE.encode(), token)
@@ -155,7 +157,7 @@ def test_app_started_on_all_interfaces_without_a_token_is_read_only(tiny):
 # --- what an upload must pass ---------------------------------------------------------------------------
 def test_random_bytes_named_txt_are_refused_and_nothing_is_saved(tiny):
     svc = _service(tiny)
-    client = TestClient(app.make_api(svc))
+    client = TestClient(make_api(svc))
     before = _snapshot(tiny / "data")
     noise = os.urandom(200 * 1024)
     r = client.post("/api/documents", files=[("files", ("good.txt", ARTICLE.encode())), ("files", ("fake.txt", noise))])
@@ -182,7 +184,7 @@ def test_random_bytes_named_txt_are_refused_and_nothing_is_saved(tiny):
 def test_files_that_do_not_parse_as_their_type_are_refused(tiny, name, content, match):
     svc = _service(tiny)
     before = _snapshot(tiny / "data")
-    r = _upload(TestClient(app.make_api(svc)), name, content)
+    r = _upload(TestClient(make_api(svc)), name, content)
     assert r.status_code == 422 and match in r.json()["detail"], r.json()
     assert _snapshot(tiny / "data") == before
 
@@ -224,7 +226,7 @@ def test_names_cannot_escape_the_data_folder(tiny, raw, match):
     boundary = "b0undary"
     body = (f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="{raw}"\r\n'
             f"Content-Type: text/plain\r\n\r\n{ARTICLE}\r\n--{boundary}--\r\n").encode("utf-8")
-    r = TestClient(app.make_api(svc)).post("/api/documents", content=body,
+    r = TestClient(make_api(svc)).post("/api/documents", content=body,
                                            headers={"content-type": f"multipart/form-data; boundary={boundary}"})
     assert set(r.json()) >= {"files"} if r.status_code == 200 else set(r.json()) == {"error", "detail"}
     if r.status_code == 200:  # the multipart parser itself keeps only the last part of a Windows path
@@ -244,7 +246,7 @@ def test_plain_unicode_names_are_kept():
 
 def test_a_failed_index_update_puts_the_files_back(tiny, monkeypatch):
     svc = _service(tiny)
-    client = TestClient(app.make_api(svc))
+    client = TestClient(make_api(svc))
     assert _upload(client, "yuehu.txt", ARTICLE.encode()).status_code == 200
     before = _snapshot(tiny / "data")
 
@@ -261,7 +263,7 @@ def test_a_failed_index_update_puts_the_files_back(tiny, monkeypatch):
 # --- undo ----------------------------------------------------------------------------------------
 def test_a_replaced_file_is_kept_and_restored_by_one_command(tiny):
     svc = _service(tiny, admin_token=TOKEN)
-    client = TestClient(app.make_api(svc))
+    client = TestClient(make_api(svc))
     auth = {"Authorization": f"Bearer {TOKEN}"}
     original = (tiny / "data" / "wuhan.txt").read_bytes()
     bad = "武汉长江大桥今日封闭维修。".encode()
@@ -288,7 +290,7 @@ def test_a_replaced_file_is_kept_and_restored_by_one_command(tiny):
 
 def test_delete_keeps_the_file_for_restore(tiny):
     svc = _service(tiny)
-    client = TestClient(app.make_api(svc))
+    client = TestClient(make_api(svc))
     r = client.delete("/api/documents/wuhan.txt")
     assert r.status_code == 200 and r.json()["removed"] == ["wuhan"] and "wuhan" not in svc.retriever.articles
     assert not (tiny / "data" / "wuhan.txt").exists()
@@ -320,7 +322,7 @@ def test_restore_function_for_the_command_line(tiny):
 def test_feedback_is_bounded(tmp_path):
     svc = Service(tmp_path, tmp_path, feedback_dir=tmp_path / "fb",
                   feedback_limits=FeedbackLimits(entry_bytes=400, per_minute=3, file_bytes=600, keep=2))
-    client = TestClient(app.make_api(svc))
+    client = TestClient(make_api(svc))
     body = {"question": "江岸签约了哪些项目？", "answer": "六个[1]", "vote": "up"}
     r = client.post("/api/feedback", json={**body, "answer": "长" * 200})
     assert r.status_code == 422 and "feedback entry is 7" in r.json()["detail"] and "the limit is 400" in r.json()["detail"]
@@ -347,16 +349,16 @@ def test_the_upload_tab_asks_for_the_token(tiny, tmp_path):
     f = tmp_path / "yuehu.txt"
     f.write_text(ARTICLE, encoding="utf-8")
     before = _snapshot(tiny / "data")
-    assert app.upload_files(svc, [str(f)], "").startswith("⚠ 未上传：管理口令不对或未填写。")
-    assert app.upload_files(svc, [str(f)], "guess").startswith("⚠ 未上传：管理口令不对或未填写。")
+    assert render.upload_files(svc, [str(f)], "").startswith("⚠ 未上传：管理口令不对或未填写。")
+    assert render.upload_files(svc, [str(f)], "guess").startswith("⚠ 未上传：管理口令不对或未填写。")
     assert _snapshot(tiny / "data") == before
-    report = app.upload_files(svc, [str(f)], TOKEN)
+    report = render.upload_files(svc, [str(f)], TOKEN)
     assert "yuehu.txt：新文件" in report and "新增文章 1 篇" in report
     f.write_text(ARTICLE.replace("三座", "五座"), encoding="utf-8")
-    report = app.upload_files(svc, [str(f)], TOKEN)
+    report = render.upload_files(svc, [str(f)], TOKEN)
     assert "yuehu.txt：更新（替换了同名文件，旧文件已保留）" in report and "POST /api/documents/restore" in report
     read_only = _service(tiny, local_only=False)
-    assert app.upload_files(read_only, [str(f)], TOKEN).startswith("⚠ 未上传：本服务为只读。")
+    assert render.upload_files(read_only, [str(f)], TOKEN).startswith("⚠ 未上传：本服务为只读。")
     token_box = [c for c in TestClient(app.make_app(_service(tiny))).get("/config").json()["components"]
                  if c.get("props", {}).get("label") == "管理口令（RAG_ADMIN_TOKEN）"]
     assert token_box[0]["props"]["visible"] is False  # loopback without a token: no key to ask for
