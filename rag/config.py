@@ -65,7 +65,11 @@ class Config:
             contributes to fusion.
         fusion: how the two rankings are merged (docs/benchmarks.md, "Fusion"): ``"score"``
             adds their scores on a common scale, the dense side counting only as much as it
-            is sure (rag/fusion.py); ``"rrf"`` is weighted reciprocal rank fusion.
+            is sure (rag/search/fusion.py); ``"rrf"`` is weighted reciprocal rank fusion.
+        overfetch: how many passages per one asked fusion hands on (``overfetch * k``): the stages
+            see them all, and duplicates folded away leave room for the next ones.
+        stages: search stages run in order on the fused passages before duplicates are folded
+            (names in ``rag.search.stages.STAGES``; ``RAG_STAGES=a,b``). None by default.
         article_fusion: with ``"score"`` fusion, rank articles by their best cosine and best BM25
             (from different chunks if need be) and keep each article's chunks together
             (docs/benchmarks.md, "The whole news archive"); False ranks chunks alone.
@@ -125,6 +129,8 @@ class Config:
     dense_candidates: int = 50
     keyword_candidates: int = 50
     fusion: Literal["score", "rrf"] = "score"
+    overfetch: int = 3
+    stages: tuple[str, ...] = ()
     article_fusion: bool = True
     dense_share: float = 0.8
     dense_scale: float = 0.08
@@ -182,7 +188,11 @@ class Config:
             raise ConfigError(
                 f"chunk_overlap must be >= 0 and less than chunk_size ({self.chunk_size}), got {self.chunk_overlap}"
             )
-        for name in ("dense_candidates", "keyword_candidates", "rrf_k", "answer_max_chars", "answer_passages"):
+        if isinstance(self.stages, list):
+            object.__setattr__(self, "stages", tuple(self.stages))
+        if not isinstance(self.stages, tuple) or not all(isinstance(x, str) and x.strip() for x in self.stages):
+            raise ConfigError(f"stages must be a tuple of stage names such as ('rerank',), got {self.stages!r}")
+        for name in ("dense_candidates", "keyword_candidates", "rrf_k", "answer_max_chars", "answer_passages", "overfetch"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.fusion not in ("score", "rrf"):
@@ -222,6 +232,8 @@ class Config:
                     values[f.name] = int(raw)
                 elif f.type in ("float", float):
                     values[f.name] = float(raw)
+                elif "tuple[str" in str(f.type):
+                    values[f.name] = tuple(x.strip() for x in raw.split(",") if x.strip())
                 elif "tuple" in str(f.type):
                     values[f.name] = tuple(float(x) for x in raw.split(","))
                 elif f.type in ("bool", bool):

@@ -14,10 +14,11 @@ import numpy as np
 from ..reading.chunking import chunk_articles
 from ..config import Config
 from .duplicates import NearDuplicates
+from .stages import run_stages, make_stages
 from ..embedding.base import E5_SMALL
 from ..engines.base import Engine, engine_class
 from ..errors import IndexMismatchError, QueryError, RagError, SourceError
-from .fusion import Candidate, fuse
+from .fusion import FUSION, Candidate, FusionParams
 from ..engines.indexing import BuildReport, UpdateReport, index_changes, row_key, rows_of, timed
 from ..query import ArticleFilter, Query
 from ..records import Article, Chunk, Passage
@@ -97,6 +98,7 @@ class Retriever:
         self._by_key = {row_key(c): c for c in taking_turns(chunks)}
         self._duplicates = NearDuplicates(articles, config.duplicate_threshold)
         set_cache_dir(config.cache_dir)
+        self.stages = make_stages(config.stages, self)  # after fusion, in order (rag.search.stages)
 
     # --- building and persistence -------------------------------------------------------------
     @classmethod
@@ -261,29 +263,36 @@ class Retriever:
             raise QueryError(f"mode must be hybrid, dense or keyword, got {mode!r}")
         if mode == "dense" and self.embedder is None:
             raise QueryError("this index is keyword-only (built with dense=False): use mode='keyword' or 'hybrid'")
-        where = ArticleFilter.make(sources, date_from, date_to)
+        fetch = self.config.overfetch * k  # what fusion hands on to the stages and the fold
+        dense, keyword, vector = self._candidates(q, mode, fetch, ArticleFilter.make(sources, date_from, date_to))
+        hybrid = mode == "hybrid"
+        fused = FUSION[self.config.fusion](
+            dense, keyword, FusionParams.of(self.config, hybrid),
+            boost=self._year_boost(prefer_year) if prefer_year else None,
+            article_of=self._article_of if hybrid and self.config.article_fusion else None)
+        top = fused[:fetch]
+        if dense and any(c.dense_score is None for c in top):
+            top = self._with_cosines(top, vector)
+        passages = run_stages(self.stages, q, [self._passage(c) for c in top])
+        return self._duplicates.fold(passages, shown=k)[:k]
+
+    def _candidates(self, q: Query, mode: Mode, fetch: int, where: ArticleFilter | None):
+        """Each retriever's ranking ``(row key, score)`` for ``q`` (at least ``fetch`` rows when the
+        index has them), and the query's vector (None without the dense side)."""
         cfg = self.config
         dense: list[tuple[str, float]] = []
         keyword: list[tuple[str, float]] = []
+        vector = None
         if mode != "keyword" and self.embedder is not None:
             vector = self.embedder.embed_queries([q.folded[:512]])[0]
-            dense = self.engine.dense_search(vector, max(cfg.dense_candidates, 3 * k), where)
+            dense = self.engine.dense_search(vector, max(cfg.dense_candidates, fetch), where)
         if mode != "dense":
-            keyword = self.engine.keyword_search(q.tokens, max(cfg.keyword_candidates, 3 * k), where)
+            keyword = self.engine.keyword_search(q.tokens, max(cfg.keyword_candidates, fetch), where)
         # an engine outside the index folder (Milvus) may have rows added after this Retriever
         # was made: keep to the rows it has records of
         dense = [(key, s) for key, s in dense if key in self._by_key]
         keyword = [(key, s) for key, s in keyword if key in self._by_key]
-        hybrid = mode == "hybrid"
-        fused = fuse(dense, keyword, method=cfg.fusion, dense_share=cfg.dense_share, dense_scale=cfg.dense_scale,
-                     depth=min(cfg.dense_candidates, cfg.keyword_candidates), rrf_k=cfg.rrf_k,
-                     dense_weight=cfg.dense_weight if hybrid else 1.0, keyword_weight=cfg.keyword_weight if hybrid else 1.0,
-                     boost=self._year_boost(prefer_year) if prefer_year else None,
-                     article_of=self._article_of if hybrid and cfg.article_fusion else None)
-        top = fused[: 3 * k]
-        if dense and any(c.dense_score is None for c in top):
-            top = self._with_cosines(top, vector)
-        return self._duplicates.fold([self._passage(c) for c in top], shown=k)[:k]
+        return dense, keyword, vector
 
     def _with_cosines(self, cands: list[Candidate], vector) -> list[Candidate]:
         """Candidates the dense side did not return get their cosine from the stored vectors (their
