@@ -351,7 +351,7 @@ def test_migrate_local_index_into_milvus_without_embedding(seed_index, retriever
         raise AssertionError("migrate must not load an embedder")
 
     monkeypatch.setattr("rag.embedding.make_embedder", no_embedder)
-    monkeypatch.setattr("rag.search.retrieval._make_embedder", no_embedder)
+    monkeypatch.setattr("rag.embedding.factory.make_embedder", no_embedder)
     assert main(["migrate", "--index", str(ix), "--engine", "milvus", "--milvus-uri", lite_uri]) == 0
     assert f"{len(retriever.chunks)} chunks moved from engine 'local' to 'milvus'" in capsys.readouterr().out
     assert main(["migrate", "--index", str(ix), "--engine", "milvus", "--milvus-uri", lite_uri]) == 2

@@ -211,11 +211,11 @@ def test_app_reload_keeps_the_new_generation_out_of_the_collectors_scans(tiny):
 
 
 def test_records_are_read_taking_turns_with_other_threads(monkeypatch):
-    from rag.engines import store
+    from rag import loading
 
     yields = []
-    monkeypatch.setattr(store.time, "sleep", lambda s: yields.append(s))
-    assert list(store.taking_turns(range(1250), every=500)) == list(range(1250))
+    monkeypatch.setattr(loading.time, "sleep", lambda s: yields.append(s))
+    assert list(loading.taking_turns(range(1250), every=500)) == list(range(1250))
     assert yields == [0, 0]  # after the 500th and the 1000th item
 
 

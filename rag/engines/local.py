@@ -10,7 +10,7 @@ import numpy as np
 from .base import Engine, Row
 from ..errors import IndexCorruptError
 from .keyword_segments import KeywordSegments
-from .store import taking_turns
+from ..loading import taking_turns
 from ..text import tokenize
 from .vector_index import VectorIndex
 

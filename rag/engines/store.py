@@ -23,15 +23,15 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Iterable, Iterator, TypeVar
+from typing import Iterable, Iterator
 
 from ..errors import IndexCorruptError, IndexLockedError, IndexMissingError
+from ..loading import taking_turns
 from ..records import Article, Chunk
 
 __all__ = ["IndexStore", "FORMAT_VERSION", "REBUILD"]
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 FORMAT_VERSION = 1
 
@@ -43,20 +43,6 @@ ARTICLES = "articles.jsonl"
 CHUNKS = "chunks.jsonl"
 REQUIRED = (MANIFEST, ARTICLES, CHUNKS)
 REBUILD = "rebuild it with `rag build --data DATA_DIR --index {root}`"
-
-
-def taking_turns(items: Iterable[T], every: int = 500) -> Iterator[T]:
-    """``items``, letting the process's other threads run after every ``every`` of them.
-
-    Reading an archive's records is seconds of Python work. In a server that reads a new
-    generation in the background, the threads answering requests would wait for Python's lock
-    again at each of their calls into C (vector search, BM25, the encoder): searches of the 68k
-    archive took up to 1.8 s instead of 18 ms while one loaded.
-    """
-    for i, item in enumerate(items, 1):
-        yield item
-        if i % every == 0:
-            time.sleep(0)  # gives up the lock: a waiting thread takes it
 
 
 def _fsync_tree(folder: Path) -> None:

@@ -7,6 +7,7 @@ Cleaning is in ``cleaning``, markup (HTML, YAML front matter, Markdown) in ``mar
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -21,7 +22,8 @@ from .markup import HTML_HINT, front_matter, html_to_lines, markdown_headings
 from ..records import Article
 from ..text import strip_pinyin_noise, to_simplified
 
-__all__ = ["read_articles", "read_file", "read_bytes", "IngestResult", "SUPPORTED_SUFFIXES", "decode_bytes", "file_article_ids"]
+__all__ = ["read_articles", "read_file", "read_bytes", "IngestResult", "SUPPORTED_SUFFIXES", "decode_bytes", "file_article_ids",
+           "file_fingerprints"]
 
 log = logging.getLogger(__name__)
 
@@ -277,4 +279,14 @@ def file_article_ids(result: IngestResult) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for a in result.articles:
         out.setdefault(a.origin or "", []).append(a.id)
+    return out
+
+
+def file_fingerprints(paths: Iterable[str | Path]) -> dict[str, str]:
+    """origin → sha256 of the bytes, for every supported file under the given paths."""
+    out: dict[str, str] = {}
+    for f, root in iter_source_files(paths):
+        if f.is_file() and f.suffix.lower() in SUPPORTED_SUFFIXES:
+            origin = str(f.relative_to(root)) if root else f.name
+            out[origin] = hashlib.sha256(f.read_bytes()).hexdigest()
     return out

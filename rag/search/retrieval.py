@@ -1,10 +1,9 @@
 """Retrieval: the Retriever façade that builds, loads, saves and searches the hybrid index."""
 from __future__ import annotations
 
-import gc
+import copy
 import logging
 import time
-from contextlib import contextmanager
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Literal
@@ -14,16 +13,19 @@ import numpy as np
 from ..reading.chunking import chunk_articles
 from ..config import Config
 from .duplicates import NearDuplicates
-from .stages import run_stages, make_stages
+from . import updates
+from .stages import make_stages, run_stages
 from ..embedding.base import E5_SMALL
+from ..embedding.factory import embedder_for
 from ..engines.base import Engine, engine_class
 from ..errors import IndexMismatchError, QueryError, RagError, SourceError
 from .fusion import FUSION, Candidate, FusionParams
 from ..engines.indexing import BuildReport, UpdateReport, index_changes, row_key, rows_of, timed
 from ..query import ArticleFilter, Query
 from ..records import Article, Chunk, Passage
-from ..reading.sources import read_articles
-from ..engines.store import FORMAT_VERSION, REBUILD, IndexStore, taking_turns
+from ..reading.sources import file_fingerprints, read_articles
+from ..engines.store import FORMAT_VERSION, REBUILD, IndexStore
+from ..loading import collector_paused, taking_turns
 from ..text import set_cache_dir
 from ..version import __version__
 
@@ -36,27 +38,6 @@ __all__ = ["Retriever", "BuildReport", "UpdateReport"]
 log = logging.getLogger(__name__)
 
 Mode = Literal["hybrid", "dense", "keyword"]
-
-
-def _make_embedder(config: Config) -> "Embedder":
-    from ..embedding import make_embedder
-
-    return make_embedder(config.embedder, cache_dir=config.cache_dir, model_dir=config.e5_model_dir or None)
-
-
-@contextmanager
-def collector_paused():
-    """Python's cyclic garbage collector off while an index's records are read. They are hundreds
-    of thousands of objects that all survive, so the collector would rescan them again and again
-    as they arrive: pauses growing to a fifth of a second each on the 68k archive, in which no
-    other thread of the app runs (a background reload stalled searches)."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
 
 
 class Retriever:
@@ -122,8 +103,6 @@ class Retriever:
         listed in ``manifest["errors"]``; the rest are indexed. Vectors of chunks already in
         ``index_dir`` (same embedder) are reused.
         """
-        from .updates import file_fingerprints
-
         if ray is not None:
             options["ray_address"] = ray
         config = (config or Config()).with_(**options)
@@ -140,7 +119,7 @@ class Retriever:
         retriever.manifest.update({"sources": file_fingerprints([data_dir]), "data_dir": str(Path(data_dir).resolve()),
                                    "errors": report.errors, "build": asdict(report)})
         with timed(stages, "writing"):
-            retriever.save(index_dir)
+            retriever = retriever.save(index_dir)
         report.seconds = time.perf_counter() - t0
         retriever.build_report = report  # with the writing, which the saved manifest cannot hold
         log.info("built index at %s: %s", index_dir, report.summary())
@@ -153,7 +132,7 @@ class Retriever:
     ) -> tuple["Retriever", BuildReport]:
         """An unsaved Retriever over ``articles`` (vectors reused from ``index_dir`` when it has them);
         ``stages`` (optional) gets the seconds each stage took."""
-        embedder = _make_embedder(config) if config.dense else None
+        embedder = embedder_for(config) if config.dense else None
         identity = embedder.identity() if embedder else None
         by_id = {a.id: a for a in articles}
         with timed(stages, "chunking"):
@@ -183,11 +162,15 @@ class Retriever:
         return retriever, BuildReport(articles=len(by_id), chunks=len(chunks), embedded=embedded, reused=reused,
                                       stages=stages if stages is not None else {})
 
-    def save(self, index_dir: str | Path) -> None:
-        """Write the index as a new generation and make it live atomically."""
-        self.manifest["created_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        self.generation = IndexStore(index_dir).write(self.articles.values(), self.chunks, self.manifest, self.engine.save)
-        self.index_dir = Path(index_dir)
+    def save(self, index_dir: str | Path) -> "Retriever":
+        """Write the index as a new generation and make it live atomically; returns the Retriever of
+        that generation (``self`` is left as it was, like every Retriever)."""
+        manifest = {**self.manifest, "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        generation = IndexStore(index_dir).write(self.articles.values(), self.chunks, manifest, self.engine.save)
+        saved = copy.copy(self)  # the same records, engine and embedder: nothing is read again
+        saved.manifest, saved.index_dir, saved.generation = manifest, Path(index_dir), generation
+        saved.stages = make_stages(saved.config.stages, saved)
+        return saved
 
     @classmethod
     def load(cls, index_dir: str | Path, *, config: Config | None = None, **options) -> "Retriever":
@@ -219,7 +202,7 @@ class Retriever:
                     f"index at {index_dir} was built with embedder {built_with!r} but {config.embedder!r} is configured; "
                     f"{rebuild}, or load it with embedder={built_with!r} (RAG_EMBEDDER={built_with})"
                 )
-            embedder = _make_embedder(config)
+            embedder = embedder_for(config)
             if embedder.identity() != manifest.get("embedder"):
                 raise IndexMismatchError(
                     f"index at {index_dir} was made by {manifest.get('embedder')} but the embedder now is "
@@ -353,9 +336,7 @@ class Retriever:
     @staticmethod
     def is_stale(data_dir: str | Path, index_dir: str | Path, config: Config | None = None) -> str | None:
         """Why the index needs a rebuild for this data and config (missing, changed files, embedder), or None."""
-        from .updates import staleness
-
-        return staleness(data_dir, index_dir, config or Config())
+        return updates.staleness(data_dir, index_dir, config or Config())
 
     def add(self, paths: str | Path | Iterable[str | Path]) -> UpdateReport:
         """Index the articles of these files or folders (an article whose id exists replaces it).
@@ -364,22 +345,16 @@ class Retriever:
         returns, and the new Retriever is ``report.retriever`` (``self`` stays as it was).
         Unreadable files are listed in ``report.errors`` and the rest is added.
         """
-        from .updates import add
-
-        return add(self, paths)
+        return updates.add(self, paths)
 
     def remove(self, doc_ids: Iterable[str]) -> UpdateReport:
         """Remove articles by id; ids not in the index are listed in ``report.errors``."""
-        from .updates import remove
-
-        return remove(self, doc_ids)
+        return updates.remove(self, doc_ids)
 
     def sync(self, data_dir: str | Path) -> UpdateReport:
         """Apply what changed in ``data_dir`` since the index was built or synced: new, edited and
         deleted files (compared by sha256). Saves when anything changed."""
-        from .updates import sync
-
-        return sync(self, data_dir)
+        return updates.sync(self, data_dir)
 
     def latest(self) -> "Retriever":
         """This Retriever, or a freshly loaded one when another process published a new generation
@@ -400,8 +375,9 @@ class Retriever:
         return fresh
 
     def reload_if_changed(self) -> bool:
-        """Pick up a generation another process wrote, in place; True when it did. For a single
-        user; a server should swap its reference to ``latest()`` instead."""
+        """Pick up a generation another process wrote, in place; True when it did. The one exception
+        to "a Retriever never changes", kept for single-user scripts; a server swaps its reference
+        to ``latest()`` instead, so requests in flight keep theirs."""
         fresh = self.latest()
         if fresh is self:
             return False
@@ -413,9 +389,7 @@ class Retriever:
         """Problems found in the index at ``index_dir`` (empty when it is whole): files present,
         manifest readable, record counts agree with the engine's, vectors finite and unit length.
         ``config`` gives a Milvus index its token (and another uri for the same server)."""
-        from .updates import check
-
-        return check(index_dir, config)
+        return updates.check(index_dir, config)
 
 
 def _reusable_vectors(index_dir: Path | None, identity: dict | None, config: Config):

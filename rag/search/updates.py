@@ -1,7 +1,6 @@
 """Updates: add, remove and sync articles into a new index generation; staleness and integrity checks."""
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from dataclasses import replace
@@ -14,25 +13,16 @@ from ..engines.base import engine_class
 from ..errors import IndexMissingError, QueryError, RagError, SourceError
 from ..engines.indexing import UpdateReport, index_changes, rows_of
 from ..records import Article
-from ..reading.sources import SUPPORTED_SUFFIXES, iter_source_files, read_articles, read_file
+from ..embedding.factory import embedder_for
+from ..reading.sources import file_fingerprints, read_articles, read_file
 from ..engines.store import IndexStore
 
 if TYPE_CHECKING:
     from .retrieval import Retriever
 
-__all__ = ["add", "remove", "sync", "check", "staleness", "file_fingerprints"]
+__all__ = ["add", "remove", "sync", "check", "staleness"]
 
 log = logging.getLogger(__name__)
-
-
-def file_fingerprints(paths: Iterable[str | Path]) -> dict[str, str]:
-    """origin → sha256 of the bytes, for every supported file under the given paths."""
-    out: dict[str, str] = {}
-    for f, root in iter_source_files(paths):
-        if f.is_file() and f.suffix.lower() in SUPPORTED_SUFFIXES:
-            origin = str(f.relative_to(root)) if root else f.name
-            out[origin] = hashlib.sha256(f.read_bytes()).hexdigest()
-    return out
 
 
 def _live(r: "Retriever") -> "Retriever":
@@ -59,8 +49,6 @@ def _merge(base: "Retriever", incoming: list[Article], drop: set[str], report: U
 
 def _publish(base: "Retriever", merged: dict[str, Article], report: UpdateReport, sources: dict[str, str]) -> UpdateReport:
     """Re-index only the articles that changed, save a new generation and put the new Retriever in the report."""
-    from .retrieval import Retriever
-
     config = base.config
     stale = {i for i, a in base.articles.items() if merged.get(i) != a}
     fresh = [a for i, a in merged.items() if base.articles.get(i) != a]
@@ -82,10 +70,9 @@ def _publish(base: "Retriever", merged: dict[str, Article], report: UpdateReport
     manifest = dict(base.manifest)
     manifest.update({"counts": {"articles": len(merged), "chunks": len(chunks)}, "sources": sources,
                      "update": report.to_dict()})
-    new = Retriever(config=config, embedder=base.embedder, articles=merged, chunks=chunks, engine=engine,
-                    manifest=manifest, index_dir=base.index_dir)
-    new.save(base.index_dir)
-    report.retriever = new
+    new = type(base)(config=config, embedder=base.embedder, articles=merged, chunks=chunks, engine=engine,
+                     manifest=manifest, index_dir=base.index_dir)
+    report.retriever = new.save(base.index_dir)
     return report
 
 
@@ -195,9 +182,7 @@ def staleness(data_dir: str | Path, index_dir: str | Path, config: Config) -> st
     if config.dense:
         if built != config.embedder:
             return f"embedder changed ({built} → {config.embedder})"
-        from .retrieval import _make_embedder
-
-        identity = _make_embedder(config).identity()
+        identity = embedder_for(config).identity()
         old = manifest.get("embedder") or {}
         if identity != old:
             changed = sorted(k for k in set(identity) | set(old) if identity.get(k) != old.get(k))

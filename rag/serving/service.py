@@ -2,14 +2,12 @@
 change the corpus, checked uploads kept for undo, bounded feedback)."""
 from __future__ import annotations
 
-import gc
 import hmac
 import ipaddress
 import logging
 import os
 import shutil
 import threading
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -19,7 +17,8 @@ from ..errors import AccessError, NotReadyError, QueryError, RagError
 from ..engines.indexing import UpdateReport
 from ..answering.llm import ChatModel
 from ..records import Answer, Passage
-from ..search.retrieval import Retriever, collector_paused
+from ..loading import freeze_survivors, kept_out_of_collections
+from ..search.retrieval import Retriever
 from ..engines.store import IndexStore
 from .datafolder import TRASH_DIR, check_file_name, inside, kept_versions, prune, restore, trash_path
 from .datafolder import stamp as new_stamp
@@ -45,22 +44,6 @@ log = logging.getLogger(__name__)
 MAX_K = 20
 UPLOAD_SUFFIXES = SUPPORTED_SUFFIXES
 MAX_UPLOAD_FILES = 20
-
-
-@contextmanager
-def _kept_out_of_collections() -> Iterator[None]:
-    """Python's cyclic collector off while an index generation is read, and everything alive then
-    moved out of its reach (``gc.freeze``). A generation is hundreds of thousands of objects
-    that live until the next one: collected normally, the first full collection after a
-    background reload scanned both generations of the 68k archive while holding every thread
-    (a quarter of a second, and again at every later full collection). A replaced generation
-    is still freed when the last request using it ends: its objects form no cycles, so
-    reference counting frees them, frozen or not."""
-    with collector_paused():
-        try:
-            yield
-        finally:
-            gc.freeze()
 
 
 def listens_on_loopback_only(host: str) -> bool:
@@ -152,12 +135,11 @@ class Service:
                     self.status = f"正在建立索引（{reason}）…"
                     log.info("building %s from %s: %s", self.index_dir, self.data_dir, reason)
                     self.retriever = Retriever.build(self.data_dir, self.index_dir, config=self.config, show_progress=show_progress)
-                    gc.collect()  # a build leaves garbage behind; nobody waits yet
-                    gc.freeze()  # the records, out of later collections' reach (see _kept_out_of_collections)
+                    freeze_survivors()
                 else:
                     self.status = "正在载入索引…"
                     log.info("loading index %s", self.index_dir)
-                    with _kept_out_of_collections():
+                    with kept_out_of_collections():
                         self.retriever = Retriever.load(self.index_dir, config=self.config)
                 self._set_ready_status(self.retriever)
                 log.info("ready: %s", self.status)
@@ -219,7 +201,7 @@ class Service:
     def _load_new(self, r: Retriever) -> None:
         """Load the published generation and serve it (in the background; holds the reload lock)."""
         try:
-            with _kept_out_of_collections():
+            with kept_out_of_collections():
                 fresh = r.latest()
             if fresh is not r and self.retriever is r:
                 self._serve(fresh)
