@@ -31,19 +31,15 @@ def main(argv: list[str] | None = None) -> None:
                    help="port (default 7860; env GRADIO_SERVER_PORT)")
     p.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
                    help="interface to listen on (default 127.0.0.1; 0.0.0.0 for all, read-only unless RAG_ADMIN_TOKEN is set)")
-    p.add_argument("--data", default=os.environ.get("RAG_DATA_DIR", "data"), help="articles folder (env RAG_DATA_DIR)")
-    p.add_argument("--index", default=os.environ.get("RAG_INDEX_DIR", "index"), help="index folder (env RAG_INDEX_DIR)")
+    config = rag.Config.from_env()  # RAG_DATA_DIR, RAG_INDEX_DIR, RAG_FEEDBACK_DIR, RAG_ADMIN_TOKEN, ...
+    p.add_argument("--data", default=str(config.data_dir), help="articles folder (env RAG_DATA_DIR)")
+    p.add_argument("--index", default=str(config.index_dir), help="index folder (env RAG_INDEX_DIR)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for handler in logging.getLogger().handlers:  # a filter, as some set their own level when imported (bm25s)
         handler.addFilter(_quiet_third_parties)
-    service = Service(
-        args.data, args.index,
-        config=rag.Config.from_env(),
-        feedback_dir=os.environ.get("RAG_FEEDBACK_DIR") or "feedback",
-        admin_token=os.environ.get("RAG_ADMIN_TOKEN") or None,
-        local_only=listens_on_loopback_only(args.host),
-    )
+    service = Service(args.data, args.index, config=config, feedback_dir=config.feedback_dir,
+                      local_only=listens_on_loopback_only(args.host))  # the admin token: config.admin_token
     service.start_in_background(show_progress=sys.stderr.isatty())  # progress bars on a terminal only
     log.info("chat on http://%s:%d/ , API docs on http://%s:%d/docs", args.host, args.port, args.host, args.port)
     log.info({"token": "changing the articles needs RAG_ADMIN_TOKEN",

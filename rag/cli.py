@@ -4,22 +4,31 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
 
 from .config import Config
+from .engines.base import ENGINES
+from .reading.sources import formats_named
 from .errors import RagError
 
 __all__ = ["main", "build_parser"]
 
-DEFAULT_INDEX = os.environ.get("RAG_INDEX_DIR", "index")
-DEFAULT_DATA = os.environ.get("RAG_DATA_DIR", "data")
+
+class _ConfigFolder(str):
+    """An ``--index`` / ``--data`` not given: main() puts the config's folder in its place
+    (``Config.index_dir`` / ``Config.data_dir``, i.e. ``RAG_INDEX_DIR`` / ``RAG_DATA_DIR``, else index / data)."""
 
 
 def _config(args: argparse.Namespace) -> Config:
     return Config.from_env(embedder=getattr(args, "embedder", None))
+
+
+def _fill_folders(args: argparse.Namespace, config: Config) -> None:
+    for name in ("index", "data"):
+        if isinstance(getattr(args, name, None), _ConfigFolder):
+            setattr(args, name, str(getattr(config, f"{name}_dir")))
 
 
 def _load(args: argparse.Namespace):
@@ -30,10 +39,18 @@ def _load(args: argparse.Namespace):
     return Retriever.load(args.index, config=_config(args), **expected)
 
 
+def _add_index(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--index", default=_ConfigFolder("index"), help="index folder (default: index; env RAG_INDEX_DIR)")
+
+
+def _add_data(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", default=_ConfigFolder("data"), help="folder of articles (default: data; env RAG_DATA_DIR)")
+
+
 def _add_common(p: argparse.ArgumentParser, *, data: bool = False) -> None:
-    p.add_argument("--index", default=DEFAULT_INDEX, help=f"index folder (default: {DEFAULT_INDEX}; env RAG_INDEX_DIR)")
+    _add_index(p)
     if data:
-        p.add_argument("--data", default=DEFAULT_DATA, help=f"folder of articles (default: {DEFAULT_DATA}; env RAG_DATA_DIR)")
+        _add_data(p)
     p.add_argument(
         "--embedder",
         default=None,
@@ -153,7 +170,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def _configure_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("questions", help="question file: *.qa.jsonl (id, question, answers, gold_docs) or the seed format")
-    p.add_argument("--index", default=DEFAULT_INDEX, help=f"index folder (default: {DEFAULT_INDEX})")
+    _add_index(p)
     p.add_argument("--keyword-data", help="instead of an index: build a keyword-only (BM25) index of this folder in "
                    "memory and evaluate keyword retrieval only (for corpora too big to embed)")
     p.add_argument("--embedder", default=None, help="embedding model the index was built with (env RAG_EMBEDDER)")
@@ -168,7 +185,7 @@ def _configure_eval(p: argparse.ArgumentParser) -> None:
 
 
 def _configure_bench(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", default=DEFAULT_DATA, help=f"folder of articles (default: {DEFAULT_DATA})")
+    _add_data(p)
     p.add_argument("--index", help="existing index to time (default: build one in a temporary folder, "
                    "which also measures indexing throughput)")
     p.add_argument("--keyword-data", help="time a keyword-only (BM25) index of this big folder instead")
@@ -281,8 +298,8 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def _configure_migrate(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--index", default=DEFAULT_INDEX, help=f"index folder (default: {DEFAULT_INDEX}; env RAG_INDEX_DIR)")
-    p.add_argument("--engine", required=True, choices=["local", "milvus"], help="the engine to move the index into")
+    _add_index(p)
+    p.add_argument("--engine", required=True, choices=sorted(ENGINES), help="the engine to move the index into")
     p.add_argument("--milvus-uri", help="Milvus server (http://host:19530) or Milvus Lite file (env RAG_MILVUS_URI; "
                    "the token only from env RAG_MILVUS_TOKEN)")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
@@ -305,7 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("build", help="read, clean, chunk and embed the articles into an index",
-                       description="Build (or rebuild) the index from a folder of .txt, .md, .html and .jsonl articles. "
+                       description=f"Build (or rebuild) the index from a folder of {formats_named(last=' and ')} articles. "
                        "Unchanged chunks already in the index are not embedded again.")
     _add_common(p, data=True)
     p.add_argument("--chunk-size", type=int, help="target chunk length in characters (default 220)")
@@ -354,6 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
+        _fill_folders(args, Config.from_env())
         return int(args.func(args) or 0)
     except RagError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import os
-import typing
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from .engines.base import ENGINES
 from .errors import ConfigError
 
 __all__ = ["Config", "DEFAULT_EMBEDDER", "default_cache_dir"]
@@ -59,8 +59,7 @@ class Config:
         title_in_chunk: prepend the article title to each chunk for embedding
             and keyword matching (the displayed text stays the chunk itself).
         vector_storage: how a new index stores its vectors: ``"float16"`` (the default: half
-            the memory and half the search time of ``"float32"``; the same best chunk for 99.5%
-            of questions on the 301,653 CRUD chunks, docs/benchmarks.md) or ``"float32"``.
+            the memory and half the search time) or ``"float32"``.
         dense_candidates / keyword_candidates: how many chunks each retriever
             contributes to fusion.
         fusion: how the two rankings are merged (docs/benchmarks.md, "Fusion"): ``"score"``
@@ -94,20 +93,19 @@ class Config:
         span_head: let the reader score tokens with its span head on e5's token states and its
             fine-tuned copy of e5's top layers (when the index runs e5-small; ~85 ms per question
             on 2 cores); off, candidates are ranked on lexical features alone.
-        short_min_confidence: the reader's confidence under which no short answer is given (chosen
-            on the reader's validation questions: the short answers it adds between 0.2 and 0.3 are
-            mostly partly right, character F1 0.34 on average; those below 0.2 mostly wrong, 0.17).
+        short_min_confidence: the reader's confidence under which no short answer is given.
         short_lead_confidence: the reader's confidence from which the sentence holding the short
             answer leads the answer text; below it the text is the extractive one and the short
-            answer is given only when that text's first sentence shows it. 0.3 for the span head on
-            frozen states (a less sure reader choosing the sentences lost answers the extractive
-            choice had); 0.2, as low as short answers go, since the reader fine-tunes e5's top
-            layers (validation answer hit rate CMRC 337 -> 339 of 392, DRCD 361 -> 364 of 429).
+            answer is given only when that text's first sentence shows it.
         short_alone_confidence: the reader's confidence from which the sentence holding the short
-            answer is the whole answer (below it a second sentence may join); chosen on CMRC
-            questions outside the reader's held-out part.
+            answer is the whole answer (below it a second sentence may join).
         llm_base_url / llm_model / llm_api_key / llm_timeout: optional
             OpenAI-compatible chat endpoint; empty base URL means extractive answers.
+        admin_token: the key the app asks of whoever changes the articles (``RAG_ADMIN_TOKEN``);
+            empty: writes are open on a loopback-only app and off otherwise.
+
+    How the tuned defaults were chosen, with their numbers: docs/benchmarks.md, "Why the defaults".
+    Secrets (``llm_api_key``, ``milvus_token``, ``admin_token``) are left out of ``repr``.
     """
 
     data_dir: Path = Path("data")
@@ -115,9 +113,9 @@ class Config:
     feedback_dir: Path = Path("feedback")
     cache_dir: Path = default_cache_dir()
     e5_model_dir: str = ""
-    engine: Literal["local", "milvus"] = "local"
+    engine: str = "local"
     milvus_uri: str = ""
-    milvus_token: str = ""
+    milvus_token: str = field(default="", repr=False)
     ray_address: str = ""
     ray_workers: int = 2
     dense: bool = True
@@ -154,8 +152,9 @@ class Config:
     short_alone_confidence: float = 0.6
     llm_base_url: str = ""
     llm_model: str = ""
-    llm_api_key: str = ""
+    llm_api_key: str = field(default="", repr=False)
     llm_timeout: float = 20.0
+    admin_token: str = field(default="", repr=False)
 
     def __post_init__(self) -> None:
         for name in ("data_dir", "index_dir", "feedback_dir", "cache_dir"):
@@ -163,9 +162,8 @@ class Config:
             if not isinstance(value, (str, Path)) or not str(value).strip():
                 raise ConfigError(f"{name} must be a folder path, got {value!r}")
             object.__setattr__(self, name, Path(value).expanduser())
-        choices = typing.get_args(typing.get_type_hints(Config)["engine"])
-        if self.engine not in choices:
-            raise ConfigError(f"engine must be one of {', '.join(choices)}, got {self.engine!r}")
+        if self.engine not in ENGINES:
+            raise ConfigError(f"engine must be one of {', '.join(sorted(ENGINES))}, got {self.engine!r}")
         if self.engine == "milvus" and not self.milvus_uri:
             raise ConfigError("engine 'milvus' needs milvus_uri (RAG_MILVUS_URI): a Milvus Lite file such as "
                               "./milvus.db, or http://host:19530 for a server")

@@ -42,3 +42,27 @@ def test_from_env_names_a_bad_variable(monkeypatch):
     monkeypatch.setenv("RAG_CHUNK_SIZE", "big")
     with pytest.raises(ConfigError, match="RAG_CHUNK_SIZE='big'"):
         Config.from_env()
+
+
+def test_secrets_are_left_out_of_repr(monkeypatch):
+    monkeypatch.setenv("RAG_ADMIN_TOKEN", "t0ken")
+    cfg = Config.from_env(llm_api_key="sk-secret", milvus_token="m-secret")
+    assert cfg.admin_token == "t0ken"
+    shown = repr(cfg)
+    assert "t0ken" not in shown and "sk-secret" not in shown and "m-secret" not in shown
+    assert "llm_model" in shown  # the rest is shown
+
+
+def test_engine_names_come_from_the_engine_registry():
+    from rag.engines.base import ENGINES
+
+    with pytest.raises(ConfigError, match=f"engine must be one of {', '.join(sorted(ENGINES))}, got 'nope'"):
+        Config(engine="nope")
+
+
+def test_the_cli_takes_its_folders_from_the_config(monkeypatch, tmp_path, capsys):
+    from rag.cli import main
+
+    monkeypatch.setenv("RAG_INDEX_DIR", str(tmp_path / "elsewhere"))
+    assert main(["search", "x"]) == 2
+    assert str(tmp_path / "elsewhere") in capsys.readouterr().err

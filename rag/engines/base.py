@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from ..config import Config
     from ..query import ArticleFilter
 
-__all__ = ["Row", "Engine", "ENGINES", "engine_class", "optional"]
+__all__ = ["Row", "Engine", "ENGINES", "engine_class", "engine_of", "optional"]
 
 # Config.engine value → "module:class"
 ENGINES = {"local": "rag.engines.local:LocalEngine", "milvus": "rag.engines.milvus:MilvusEngine"}
@@ -102,6 +102,11 @@ class Engine(ABC):
     @abstractmethod
     def size(self) -> int:
         """Number of rows stored."""
+
+
+def engine_of(manifest: dict) -> str:
+    """The engine an index's manifest names (an index from before engines had names: ``local``)."""
+    return (manifest.get("engine") or {}).get("name", "local")
 
 
 def engine_class(name: str) -> type[Engine]:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import Config
-from .base import engine_class
+from .base import engine_class, engine_of
 from ..errors import ConfigError, IndexCorruptError
 from .indexing import rows_of
 from .store import IndexStore
@@ -57,7 +57,7 @@ def migrate(index_dir: str | Path, config: Config) -> MigrationReport:
         gen = store.current()
         manifest = store.manifest()
         saved = manifest.get("engine") or {}
-        source = saved.get("name", "local")
+        source = engine_of(manifest)
         if source == config.engine and (source != "milvus" or _same_uri(saved.get("uri", ""), config.milvus_uri)):
             raise ConfigError(f"index at {index_dir} is already in engine {source!r}"
                               + (f" at {config.milvus_uri}" if source == "milvus" else ""))

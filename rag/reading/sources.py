@@ -23,11 +23,16 @@ from ..records import Article
 from ..text import strip_pinyin_noise, to_simplified
 
 __all__ = ["read_articles", "read_file", "read_bytes", "IngestResult", "SUPPORTED_SUFFIXES", "decode_bytes", "file_article_ids",
-           "file_fingerprints"]
+           "file_fingerprints", "formats_named"]
 
 log = logging.getLogger(__name__)
 
-SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".jsonl")
+SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".jsonl")  # the one list of file types read
+
+
+def formats_named(sep: str = ", ", last: str = " or ") -> str:
+    """The supported file types for a message: ``.txt, .md, .markdown, .html, .htm or .jsonl``."""
+    return sep.join(SUPPORTED_SUFFIXES[:-1]) + last + SUPPORTED_SUFFIXES[-1]
 # Larger files are refused: 16 MB of Chinese text is ~5 million characters, hours of
 # embedding on a CPU, and almost surely a dump that should be split into articles (JSONL).
 MAX_FILE_BYTES = 16 * 1024 * 1024

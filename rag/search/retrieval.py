@@ -17,13 +17,13 @@ from . import updates
 from .stages import make_stages, run_stages
 from ..embedding.base import E5_SMALL
 from ..embedding.factory import embedder_for
-from ..engines.base import Engine, engine_class
+from ..engines.base import Engine, engine_class, engine_of
 from ..errors import IndexMismatchError, QueryError, RagError, SourceError
 from .fusion import FUSION, Candidate, FusionParams
 from ..engines.indexing import BuildReport, UpdateReport, index_changes, row_key, rows_of, timed
 from ..query import ArticleFilter, Query
 from ..records import Article, Chunk, Passage
-from ..reading.sources import file_fingerprints, read_articles
+from ..reading.sources import file_fingerprints, formats_named, read_articles
 from ..engines.store import FORMAT_VERSION, REBUILD, IndexStore
 from ..loading import collector_paused, taking_turns
 from ..text import set_cache_dir
@@ -111,7 +111,7 @@ class Retriever:
         with timed(stages, "reading"):
             result = read_articles([data_dir])
         if not result.articles:
-            reasons = "; ".join(str(e) for e in result.errors) or "no .txt, .md, .html or .jsonl files"
+            reasons = "; ".join(str(e) for e in result.errors) or f"no {formats_named()} files"
             raise SourceError(str(data_dir), f"no articles could be read ({reasons})")
         retriever, report = cls.from_articles(result.articles, config, index_dir=Path(index_dir), show_progress=show_progress, stages=stages)
         report.errors = [str(e) for e in result.errors]
@@ -189,7 +189,7 @@ class Retriever:
         if built_with is not None:
             config = config.with_(embedder=expected or built_with)
         rebuild = f"rebuild it with `rag build --data DATA_DIR --index {index_dir} --embedder {config.embedder}`"
-        engine_name = (manifest.get("engine") or {}).get("name", "local")
+        engine_name = engine_of(manifest)
         if engine_name != config.engine:
             raise IndexMismatchError(
                 f"index at {index_dir} keeps its vectors in engine {engine_name!r} but engine {config.engine!r} is "
@@ -399,7 +399,7 @@ def _reusable_vectors(index_dir: Path | None, identity: dict | None, config: Con
     store = IndexStore(index_dir)
     try:
         manifest = store.manifest()
-        if manifest.get("embedder") != identity or (manifest.get("engine") or {}).get("name", "local") != config.engine:
+        if manifest.get("embedder") != identity or engine_of(manifest) != config.engine:
             return {}
         gen = store.current()
         articles, chunks = store.read_records(gen)

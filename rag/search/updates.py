@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING, Iterable
 
 from ..config import Config
 from ..reading.chunking import chunk_articles
-from ..engines.base import engine_class
+from ..engines.base import engine_class, engine_of
 from ..errors import IndexMissingError, QueryError, RagError, SourceError
 from ..engines.indexing import UpdateReport, index_changes, rows_of
 from ..records import Article
 from ..embedding.factory import embedder_for
-from ..reading.sources import file_fingerprints, read_articles, read_file
+from ..reading.sources import file_fingerprints, formats_named, read_articles, read_file
 from ..engines.store import IndexStore
 
 if TYPE_CHECKING:
@@ -147,7 +147,7 @@ def sync(r: "Retriever", data_dir) -> UpdateReport:
                 incoming.append(a)
         merged = _merge(base, incoming, drop, report)
         if not merged:
-            reasons = "; ".join(report.errors) or "no .txt, .md, .html or .jsonl files"
+            reasons = "; ".join(report.errors) or f"no {formats_named()} files"
             raise SourceError(str(data_dir), f"no articles could be read ({reasons}); the index is left as it was")
         report.removed = sorted(i for i in drop if i not in {a.id for a in incoming})
         report.unchanged += len(base.articles) - len(drop)
@@ -173,7 +173,7 @@ def staleness(data_dir: str | Path, index_dir: str | Path, config: Config) -> st
         store.current()
     except Exception as e:
         return f"index unreadable ({e})"
-    engine = (manifest.get("engine") or {}).get("name", "local")
+    engine = engine_of(manifest)
     if engine != config.engine:
         return f"engine changed ({engine} → {config.engine})"
     built = manifest.get("embedder_spec")
@@ -214,7 +214,7 @@ def check(index_dir: str | Path, config: Config | None = None) -> list[str]:
     if orphans:
         problems.append(f"{gen / 'chunks.jsonl'}: chunks of unknown articles {orphans[:5]}")
         return problems
-    name = (manifest.get("engine") or {}).get("name", "local")
+    name = engine_of(manifest)
     uri = (manifest.get("engine") or {}).get("uri", "")
     if config is not None and config.engine == name and config.milvus_uri:
         uri = config.milvus_uri

@@ -23,7 +23,7 @@ from ..engines.store import IndexStore
 from .datafolder import TRASH_DIR, check_file_name, inside, kept_versions, prune, restore, trash_path
 from .datafolder import stamp as new_stamp
 from .feedback import FeedbackLimits, FeedbackLog
-from ..reading.sources import MAX_FILE_BYTES, SUPPORTED_SUFFIXES, read_bytes
+from ..reading.sources import MAX_FILE_BYTES, SUPPORTED_SUFFIXES, formats_named, read_bytes
 
 __all__ = [
     "Service",
@@ -111,7 +111,7 @@ class Service:
         self.config = config or Config()
         self.feedback_dir = Path(feedback_dir)
         self.llm = llm if llm is not None else ChatModel.from_config(self.config)
-        self.admin_token = admin_token or None
+        self.admin_token = admin_token or self.config.admin_token or None
         self.local_only = local_only
         self.feedback_limits = feedback_limits
         self.status = "not started"
@@ -275,7 +275,7 @@ class Service:
         name, an unsupported type, a file over the size limit, text that does not decode as UTF-8,
         GB18030 or Big5, or content that does not parse as its type (no article in it)."""
         if not files:
-            raise QueryError("no files: upload one or more .txt, .md, .html or .jsonl files")
+            raise QueryError(f"no files: upload one or more {formats_named()} files")
         if len(files) > MAX_UPLOAD_FILES:
             raise QueryError(f"{len(files)} files in one upload; the limit is {MAX_UPLOAD_FILES}: upload them in parts")
         checked: list[tuple[str, bytes]] = []

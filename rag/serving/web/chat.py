@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from pydantic import ValidationError
 
 from ...errors import EmptyQueryError, NotReadyError, QueryError, RateLimitError
-from ...reading.sources import MAX_FILE_BYTES
+from ...reading.sources import MAX_FILE_BYTES, formats_named
 from ..service import UPLOAD_SUFFIXES, Service
 from .api import FilterBody, came_through_proxy, make_api, validation_detail
 from .render import chat_message, feedback_source, sources_html, upload_files, without_inline_sources
@@ -88,7 +88,7 @@ def _upload_tab(service: Service) -> SimpleNamespace:
     """The upload tab (only when the app may write)."""
     with gr.Tab("上传文章", id="upload-tab"):
         gr.Markdown(
-            "上传 .txt、.md、.html 或 .jsonl 文件（UTF-8、GB18030 或 Big5）：每个文件先检查，"
+            f"上传 {formats_named('、', ' 或 ')} 文件（UTF-8、GB18030 或 Big5）：每个文件先检查，"
             "有一个读不出文章就一个也不保存；通过后保存到数据文件夹并加入索引，更新期间问答照常进行。"
             "同名文件会被替换（报告中标为“更新”），旧文件保留在 .trash/ 中以便恢复。"
         )
