@@ -69,9 +69,12 @@ def serve_app(service):
         thread.join(10)
 
 
+REAL_ENCODER_FIXTURES = {"seed_index", "milvus_seed"}  # built with the default (real) embedder
+
+
 def pytest_collection_modifyitems(config, items):
-    """Tests on the seed index run the real encoder: they belong to the slow layer (``-m slow``);
-    ``-m "not slow"`` is the fast layer that needs no model."""
+    """Tests on the seed index (or Milvus's copy of it) run the real encoder: they belong to the slow
+    layer (``-m slow``); ``-m "not slow"`` is the fast layer that needs no model."""
     for item in items:
-        if "seed_index" in getattr(item, "fixturenames", ()):
+        if REAL_ENCODER_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
