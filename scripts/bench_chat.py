@@ -6,15 +6,10 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
-
-import rag  # noqa: E402
-from fake_openai import FakeOpenAI  # noqa: E402
+import rag
+from fake_openai import FakeOpenAI
 
 QUESTIONS = [
     "江岸签约了哪些项目？",

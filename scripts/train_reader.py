@@ -24,8 +24,6 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from eval_reader import held_out, load_set, make_idf, passage_of, run, validation
 from rag.config import Config
 from rag.eval.metrics import span_f1

@@ -63,13 +63,13 @@ def collect(args) -> None:
         vecs = r.engine.vectors(union)
         cos = {k: float(np.dot(vecs[k], vec)) for k in union}
         deep = dict(r.engine.keyword_search(query.tokens, 1000, None))
-        docs = sorted({r._by_key[k].doc_id for k in union})
+        docs = sorted({r.article_of(k) for k in union})
         dups = [(a, b) for a, b in itertools.combinations(docs, 2) if r.near_duplicates(a, b)]
         out.append({
             "id": q.id, "gold": tuple(q.gold_docs), "question": text,
             "dense": dense, "keyword": keyword,
             "cos": cos, "bm25": {k: deep.get(k, 0.0) for k in union},
-            "doc": {k: r._by_key[k].doc_id for k in union}, "dups": dups,
+            "doc": {k: r.article_of(k) for k in union}, "dups": dups,
         })
         if (i + 1) % 200 == 0:
             print(f"{i + 1}/{len(questions)} questions, {time.perf_counter() - t0:.0f} s", file=sys.stderr)

@@ -14,18 +14,15 @@ import argparse
 import dataclasses
 import json
 import sys
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from eval_reader import validation
 
-from eval_reader import validation  # noqa: E402
-
-from rag.answering.assistant import Assistant  # noqa: E402
-from rag.eval.metrics import span_em, span_f1  # noqa: E402
-from rag.eval.split import held_out  # noqa: E402
-from rag.search.retrieval import Retriever  # noqa: E402
+from rag.answering.assistant import Assistant
+from rag.eval.metrics import span_em, span_f1
+from rag.eval.split import held_out
+from rag.search.retrieval import Retriever
 
 
 def main(argv: list[str] | None = None) -> int:

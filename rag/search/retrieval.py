@@ -252,7 +252,7 @@ class Retriever:
         fused = FUSION[self.config.fusion](
             dense, keyword, FusionParams.of(self.config, hybrid),
             boost=self._year_boost(prefer_year) if prefer_year else None,
-            article_of=self._article_of if hybrid and self.config.article_fusion else None)
+            article_of=self.article_of if hybrid and self.config.article_fusion else None)
         top = fused[:fetch]
         if dense and any(c.dense_score is None for c in top):
             top = self._with_cosines(top, vector)
@@ -284,7 +284,8 @@ class Retriever:
         vecs = self.engine.vectors(c.key for c in cands if c.dense_score is None)
         return [replace(c, dense_score=float(np.dot(vecs[c.key], vector))) if c.key in vecs else c for c in cands]
 
-    def _article_of(self, key: str) -> str:
+    def article_of(self, key: str) -> str:
+        """The id of the article whose chunk has row key ``key`` (a candidate's ``Candidate.key``)."""
         return self._by_key[key].doc_id
 
     def _year_boost(self, year: int):

