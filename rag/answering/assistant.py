@@ -136,7 +136,7 @@ class Assistant:
         return Query.of(text) if text and text != question.text else question
 
     # --- the public calls ---------------------------------------------------------------------
-    def ask(
+    def ask(  # the same parameters as stream(), which it runs to its last item
         self,
         question: str,
         history: list | None = None,

@@ -52,6 +52,8 @@ Ranking = list[tuple[str, float]]  # (row key, score), best first
 class FusionParams:
     """The settings fusion reads (each method its own; defaults as in Config)."""
 
+    # like other settings records (Config, reports), a list of typed fields with defaults
+
     dense_share: float = 0.8
     dense_scale: float = 0.08
     depth: int = 50

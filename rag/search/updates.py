@@ -47,8 +47,13 @@ def _merge(base: "Retriever", incoming: list[Article], drop: set[str], report: U
     return merged
 
 
-def _publish(base: "Retriever", merged: dict[str, Article], report: UpdateReport, sources: dict[str, str]) -> UpdateReport:
-    """Re-index only the articles that changed, save a new generation and put the new Retriever in the report."""
+def _publish(base: "Retriever", merged: dict[str, Article], report: UpdateReport, sources: dict[str, str],
+             changed: bool = True) -> UpdateReport:
+    """Re-index only the articles that changed, save a new generation and put the new Retriever in
+    the report (``base`` itself when nothing ``changed``)."""
+    if not changed:
+        report.retriever = base
+        return report
     config = base.config
     stale = {i for i, a in base.articles.items() if merged.get(i) != a}
     fresh = [a for i, a in merged.items() if base.articles.get(i) != a]
@@ -76,6 +81,12 @@ def _publish(base: "Retriever", merged: dict[str, Article], report: UpdateReport
     return report
 
 
+def _done(what: str, t0: float, report: UpdateReport) -> UpdateReport:
+    report.seconds = time.perf_counter() - t0
+    log.info("%s: %s", what, report.summary())
+    return report
+
+
 def add(r: "Retriever", paths) -> UpdateReport:
     t0 = time.perf_counter()
     paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
@@ -86,13 +97,8 @@ def add(r: "Retriever", paths) -> UpdateReport:
         merged = _merge(base, result.articles, set(), report)
         sources = dict(base.manifest.get("sources", {}))
         sources.update(file_fingerprints(paths))
-        if report.added or report.changed:
-            _publish(base, merged, report, sources)
-        else:
-            report.retriever = base
-    report.seconds = time.perf_counter() - t0
-    log.info("add: %s", report.summary())
-    return report
+        _publish(base, merged, report, sources, changed=bool(report.added or report.changed))
+    return _done("add", t0, report)
 
 
 def remove(r: "Retriever", doc_ids) -> UpdateReport:
@@ -107,13 +113,8 @@ def remove(r: "Retriever", doc_ids) -> UpdateReport:
                 f"removing {len(report.removed)} article(s) would leave the index at {base.index_dir} empty; "
                 "build a new index from your data instead (`rag build --data DATA_DIR --index DIR`)"
             )
-        if report.removed:
-            _publish(base, merged, report, dict(base.manifest.get("sources", {})))
-        else:
-            report.retriever = base
-    report.seconds = time.perf_counter() - t0
-    log.info("remove: %s", report.summary())
-    return report
+        _publish(base, merged, report, dict(base.manifest.get("sources", {})), changed=bool(report.removed))
+    return _done("remove", t0, report)
 
 
 def sync(r: "Retriever", data_dir) -> UpdateReport:
@@ -152,9 +153,7 @@ def sync(r: "Retriever", data_dir) -> UpdateReport:
         report.removed = sorted(i for i in drop if i not in {a.id for a in incoming})
         report.unchanged += len(base.articles) - len(drop)
         _publish(base, merged, report, now)
-    report.seconds = time.perf_counter() - t0
-    log.info("sync %s: %s", data_dir, report.summary())
-    return report
+    return _done(f"sync {data_dir}", t0, report)
 
 
 def _require_dir(r: "Retriever") -> Path:

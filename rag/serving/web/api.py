@@ -88,7 +88,7 @@ class ErrorBody(BaseModel):
     detail: str = Field(..., description="what went wrong and how to fix it")
 
 
-class PassageOut(BaseModel):
+class PassageOut(BaseModel):  # the REST schema of rag.records.Passage.to_dict(): the same fields, by design
     doc_id: str
     title: str
     date: str | None
