@@ -68,7 +68,9 @@ class Config:
         overfetch: how many passages per one asked fusion hands on (``overfetch * k``): the stages
             see them all, and duplicates folded away leave room for the next ones.
         stages: search stages run in order on the fused passages before duplicates are folded
-            (names in ``rag.search.stages.STAGES``; ``RAG_STAGES=a,b``). None by default.
+            (names in ``rag.search.stages.STAGES``; ``RAG_STAGES=a,b``), after the reranker.
+        rerank: the reranking stage (``rag/search/rerank.py``, trees learned from news questions)
+            reorders the best fused passages first; ``RAG_RERANK=0`` turns it off.
         article_fusion: with ``"score"`` fusion, rank articles by their best cosine and best BM25
             (from different chunks if need be) and keep each article's chunks together
             (docs/benchmarks.md, "The whole news archive"); False ranks chunks alone.
@@ -129,6 +131,7 @@ class Config:
     fusion: Literal["score", "rrf"] = "score"
     overfetch: int = 3
     stages: tuple[str, ...] = ()
+    rerank: bool = False  # True once the weights ship
     article_fusion: bool = True
     dense_share: float = 0.8
     dense_scale: float = 0.08
@@ -207,6 +210,11 @@ class Config:
             raise ConfigError("evidence_weights must be (coverage weight, dense weight, bias, typical dense score)")
         if self.llm_timeout <= 0:
             raise ConfigError(f"llm_timeout must be positive seconds, got {self.llm_timeout}")
+
+    @property
+    def search_stages(self) -> tuple[str, ...]:
+        """The stages a search runs, in order: the reranker (unless turned off), then ``stages``."""
+        return (("rerank",) if self.rerank and "rerank" not in self.stages else ()) + self.stages
 
     def with_(self, **changes: Any) -> "Config":
         """A copy with some fields changed (validated again)."""

@@ -61,7 +61,7 @@ STAGES["catch"] = Catch
 
 
 def load(index: str) -> rag.Retriever:
-    return rag.Retriever.load(index, stages=("catch",))
+    return rag.Retriever.load(index, stages=("catch",), rerank=False)
 
 
 def fused(retriever: rag.Retriever, query: rag.Query, depth: int) -> list:

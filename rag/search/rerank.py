@@ -26,7 +26,7 @@ from ..text import normalize
 from ..trees import Trees
 from .rerank_features import FEATURE_NAMES, ArticleView, rerank_features
 
-__all__ = ["Reranker", "RerankModel", "DEPTH", "MODEL_DIR"]
+__all__ = ["Reranker", "RerankModel", "DEPTH", "MODEL_DIR", "for_retriever"]
 
 log = logging.getLogger(__name__)
 
@@ -121,3 +121,8 @@ class Reranker:
         ranked = [replace(head[i], score=round(1.0 / (1.0 + math.exp(-float(scores[i]))), 6)) for i in order]
         floor = ranked[-1].score
         return ranked + [replace(p, score=min(p.score, floor)) for p in tail]
+
+
+def for_retriever(retriever) -> Reranker:
+    """The search stage ``rerank`` (``rag.search.stages.STAGES``) over ``retriever``."""
+    return Reranker.for_retriever(retriever)

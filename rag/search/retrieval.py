@@ -79,7 +79,7 @@ class Retriever:
         self._by_key = {row_key(c): c for c in taking_turns(chunks)}
         self._duplicates = NearDuplicates(articles, config.duplicate_threshold)
         set_cache_dir(config.cache_dir)
-        self.stages = make_stages(config.stages, self)  # after fusion, in order (rag.search.stages)
+        self.stages = make_stages(config.search_stages, self)  # after fusion, in order (rag.search.stages)
 
     # --- building and persistence -------------------------------------------------------------
     @classmethod
@@ -169,7 +169,7 @@ class Retriever:
         generation = IndexStore(index_dir).write(self.articles.values(), self.chunks, manifest, self.engine.save)
         saved = copy.copy(self)  # the same records, engine and embedder: nothing is read again
         saved.manifest, saved.index_dir, saved.generation = manifest, Path(index_dir), generation
-        saved.stages = make_stages(saved.config.stages, saved)
+        saved.stages = make_stages(saved.config.search_stages, saved)
         return saved
 
     @classmethod
@@ -246,7 +246,8 @@ class Retriever:
             raise QueryError(f"mode must be hybrid, dense or keyword, got {mode!r}")
         if mode == "dense" and self.embedder is None:
             raise QueryError("this index is keyword-only (built with dense=False): use mode='keyword' or 'hybrid'")
-        fetch = self.config.overfetch * k  # what fusion hands on to the stages and the fold
+        # what fusion hands on to the stages and the fold: enough for the deepest stage (the reranker's 40)
+        fetch = max([self.config.overfetch * k, *(getattr(s, "depth", 0) for s in self.stages)])
         dense, keyword, vector = self._candidates(q, mode, fetch, ArticleFilter.make(sources, date_from, date_to))
         hybrid = mode == "hybrid"
         fused = FUSION[self.config.fusion](

@@ -6,7 +6,8 @@ the stages named in ``Config.stages``, in order → duplicates folded → the fi
 A stage is any callable ``stage(query, passages) -> passages`` (:class:`Stage`). It gets the
 over-fetched list (``Config.overfetch * k`` passages, best first, each with its ``chunk_id``,
 ``doc_id`` and both retrievers' evidence) and returns them reordered, rescored or filtered; it may
-return fewer, never passages it was not given. It reads the question as a :class:`~rag.query.Query`
+return fewer, never passages it was not given. A stage with a ``depth`` attribute is handed at
+least that many (the reranker reads the best 40 whatever ``k`` is). It reads the question as a :class:`~rag.query.Query`
 (``query.text``, ``query.folded``, ``query.tokens``, ``query.terms``).
 
 Each stage is made once per Retriever by its factory in :data:`STAGES`, which receives the
@@ -47,7 +48,9 @@ class Stage(Protocol):
 StageFactory = Callable[["Retriever"], Stage]
 
 # Config.stages names → a factory taking the Retriever, or "module:attribute" of one (imported on first use)
-STAGES: dict[str, Union[StageFactory, str]] = {}
+STAGES: dict[str, Union[StageFactory, str]] = {
+    "rerank": "rag.search.rerank:for_retriever",
+}
 
 
 def _factory(name: str) -> StageFactory:
