@@ -83,6 +83,10 @@ class Config:
         dense_weight / keyword_weight: weights of the two rankings in ``"rrf"`` fusion.
         answer_max_chars: upper bound of an extractive answer's length.
         answer_passages: how many top passages answer sentences are drawn from.
+        other_stories: at most this many other stories that answer the question differently are
+            named after the answer ("另见：…", each cited); 0 names none. A story qualifies when its
+            passage scores at least ``other_story_ratio`` of the answer's and holds at least
+            ``other_story_coverage`` of the question's topic words (idf-weighted).
         decline_threshold: probability that the passages hold the answer under which the
             assistant declines.
         evidence_weights: (coverage weight, dense weight, bias, typical dense score) of the
@@ -143,6 +147,9 @@ class Config:
     duplicate_threshold: float = 0.8
     answer_max_chars: int = 200
     answer_passages: int = 3
+    other_stories: int = 2
+    other_story_ratio: float = 0.5
+    other_story_coverage: float = 0.8
     decline_threshold: float = 0.5
     evidence_weights: tuple[float, float, float, float] = (9.12, 48.36, -46.48, 0.918)
     title_term_weight: float = 0.35

@@ -5,7 +5,7 @@ import hashlib
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["Article", "Chunk", "Passage", "Answer", "content_hash"]
+__all__ = ["Article", "Chunk", "Passage", "Answer", "content_hash", "readable_date"]
 
 
 def content_hash(*parts: str, length: int = 16) -> str:
@@ -15,6 +15,14 @@ def content_hash(*parts: str, length: int = 16) -> str:
         h.update(p.encode("utf-8"))
         h.update(b"\x00")
     return h.hexdigest()[:length]
+
+
+def readable_date(date: str | None) -> str:
+    """An article's date for people: ``2023-07-25`` as is, a date without its year (``--11-29``)
+    as ``11月29日（未注明年份）``, none as empty."""
+    if date and date.startswith("--") and len(date) == 7:
+        return f"{int(date[2:4])}月{int(date[5:7])}日（未注明年份）"
+    return date or ""
 
 
 @dataclass(frozen=True)
@@ -97,6 +105,12 @@ class Passage:
     keyword_rank: int | None = None
 
     @property
+    def label(self) -> str:
+        """Which story this is, in one line: ``《title》（outlet，date）`` with what is known."""
+        return f"《{self.title}》" + (f"（{'，'.join(x for x in (self.source, readable_date(self.date)) if x)}）"
+                                     if self.source or self.date else "")
+
+    @property
     def context(self) -> str:
         """The article title and the passage text, as the question is matched against."""
         return f"{self.title}\n{self.text}" if self.title and not self.text.startswith(self.title) else self.text
@@ -120,7 +134,9 @@ class Answer:
     ``citations[i]`` that supports the answer. ``question`` is the standalone question
     that was answered (a follow-up rewritten from the conversation), ``query`` what was
     searched. ``note`` is a short notice for the user (e.g. the language model was
-    unreachable), empty when all went well.
+    unreachable), empty when all went well. ``story`` says which story the answer comes from
+    (``citations[0].label``); ``others`` are the 1-based numbers of cited passages from other
+    stories that answer the question differently, named in the text's last line ("另见：…").
     """
 
     text: str
@@ -131,11 +147,19 @@ class Answer:
     note: str = ""
     short: str = ""
     question: str = ""
+    others: list[int] = field(default_factory=list)
+
+    @property
+    def story(self) -> str:
+        """The story the answer comes from: its first source's title, outlet and date ("" when declined)."""
+        return self.citations[0].label if self.citations else ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "text": self.text,
             "short": self.short,
+            "story": self.story,
+            "others": list(self.others),
             "question": self.question,
             "grounded": self.grounded,
             "citations": [p.to_dict() for p in self.citations],

@@ -17,7 +17,7 @@ from ..query import Query
 from .reader.reader import Reader, Span
 from .reader.neural import PairEncoder
 from ..records import Answer, Passage
-from ..text import is_traditional, to_simplified, to_traditional
+from ..text import compact, is_traditional, to_simplified, to_traditional
 
 __all__ = ["Assistant", "Evidence", "Searcher", "DECLINE_TEXT", "LLM_DOWN_NOTE"]
 
@@ -263,8 +263,37 @@ class Assistant:
             shown = passages[span.passage].text[span.sentence_start:span.sentence_end].strip() == highlights[0]
             if not leads and not (shown and short.strip() in text):
                 short = ""
-        return Answer(text=text, citations=[passages[i] for i in cited], grounded=True, highlights=highlights,
-                      query=ev.query, question=q.text, short=short.strip())
+        short = short.strip()
+        others = self._other_stories(q, ev.passages, cited, short or highlights[0])
+        if others:
+            text += "\n另见：" + "；".join(f"{ev.passages[i].label}[{len(cited) + n}]" for n, i in enumerate(others, 1))
+            highlights = highlights + [best_sentence(ev.passages[i].text, q.text) for i in others]
+        return Answer(text=text, citations=[ev.passages[i] for i in cited + others], grounded=True,
+                      highlights=highlights, query=ev.query, question=q.text, short=short,
+                      others=list(range(len(cited) + 1, len(cited) + len(others) + 1)))
+
+    def _other_stories(self, q: Query, passages: list[Passage], cited: list[int], answer: str) -> list[int]:
+        """Passages of other stories that answer the question differently: ranked close to the
+        answer's own (``config.other_story_ratio`` of its score), covering the question's topic
+        words (``config.other_story_coverage``), not holding ``answer``, each story once; at most
+        ``config.other_stories``."""
+        cfg = self.config
+        if not cited or cfg.other_stories < 1:
+            return []
+        lead = passages[cited[0]]
+        stories = [passages[i].doc_id for i in cited]
+        wanted = compact(answer)
+        out: list[int] = []
+        for i, p in enumerate(passages):
+            if len(out) >= cfg.other_stories or p.score < cfg.other_story_ratio * lead.score:
+                break
+            if i in cited or any(p.doc_id == d or self.retriever.near_duplicates(p.doc_id, d) for d in stories):
+                continue
+            if (wanted and wanted in compact(p.text)) or self._coverage(q.topic_words, p) < cfg.other_story_coverage:
+                continue
+            out.append(i)
+            stories.append(p.doc_id)
+        return out
 
     def _span(self, q: Query, passages: list[Passage], candidates: list[Sentence]) -> Span | None:
         """The reader's short answer when it is confident enough (``config.short_min_confidence``)."""

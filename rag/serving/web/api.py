@@ -109,7 +109,12 @@ class SearchResult(BaseModel):
 class AnswerOut(BaseModel):
     short: str = Field(..., description="the answer itself, a span of citations[0] as the article words it "
                        "(in the question's script); empty when declining or when no span is confident enough")
-    text: str = Field(..., description="the supporting sentences, citing passages as [1], [2]")
+    text: str = Field(..., description="the supporting sentences, citing passages as [1], [2]; when other "
+                      "stories answer the question differently, a last line names them (另见：…[4])")
+    story: str = Field(..., description="which story the answer comes from: 《title》（outlet，date） of citations[0]; "
+                       "empty when declining")
+    others: list[int] = Field(..., description="1-based numbers of the citations from other stories that answer "
+                              "the question differently")
     question: str = Field(..., description="the question answered: a follow-up rewritten from the history "
                           "into a standalone question, else the question as asked")
     grounded: bool = Field(..., description="false when the articles do not hold the answer")

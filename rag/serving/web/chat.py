@@ -29,6 +29,7 @@ CSS = """
 .sources-panel mark, .inline-sources mark { background: #ffe58a; padding: 0 2px; }
 mark .span { background: #f6b73c; font-weight: 600; }
 .short { font-size: 1.1em; }
+.story { color: #555; font-size: 0.9em; }
 .asked { color: #57606a; font-size: 0.9em; }
 .src { border-left: 3px solid #d0d7de; padding: 4px 10px; margin: 8px 0; }
 .src-meta { color: #57606a; font-size: 0.9em; }

@@ -9,7 +9,7 @@ import re
 
 from ...errors import AccessError, IndexLockedError, NotReadyError, QueryError, RagError
 from ...reading.sources import MAX_FILE_BYTES
-from ...records import Answer, Passage
+from ...records import Answer, Passage, readable_date
 from ...text import to_simplified
 from ..service import Service
 
@@ -53,8 +53,7 @@ def _highlighted(passage: str, sentence: str, span: str = "") -> str:
 
 
 def _date(d: str | None) -> str:
-    m = re.fullmatch(r"--(\d{2})-(\d{2})", d or "")
-    return f"{int(m.group(1))}月{int(m.group(2))}日（未注明年份）" if m else (d or "日期不详")
+    return readable_date(d) or "日期不详"
 
 
 def _also(p: Passage) -> str:
@@ -132,8 +131,11 @@ def answer_markdown(answer: Answer, asked: str | None = None) -> str:
     parts = []
     if asked is not None and answer.question and not _same_question(asked, answer.question):
         parts.append(f'<span class="asked">按“{html.escape(answer.question)}”回答</span>')
+    story = f'<span class="story">{html.escape(answer.story)}</span>' if answer.story else ""
     if answer.short:
-        parts.append(f'<b class="short">{html.escape(answer.short)}</b>')
+        parts.append(f'<b class="short">{html.escape(answer.short)}</b>' + (f" · {story}" if story else ""))
+    elif story:
+        parts.append(f"出自 {story}")
     parts.append(_linked(html.escape(answer.text), len(answer.citations)))
     text = "\n\n".join(parts)
     if answer.note:
