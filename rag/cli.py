@@ -129,6 +129,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
         from .eval.split import held_out
 
         questions = [q for q in questions if q.gold_docs and all(held_out(d) for d in q.gold_docs)]
+    if args.part:
+        from .eval.split import story_parts
+
+        parts = story_parts(questions)
+        questions = [q for q in questions if parts[q.id] == args.part]
     questions = questions[: args.limit] if args.limit else questions
     if args.simplify_questions:
         questions = [q.simplified() for q in questions]
@@ -180,6 +185,9 @@ def _configure_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("--simplify-questions", action="store_true", help="convert questions to Simplified script first")
     p.add_argument("--held-out", action="store_true", help="only questions about the held-out articles the reader "
                    "was never trained on (sha1(article id) mod 4 == 0; rag/eval/split.py)")
+    p.add_argument("--part", choices=["train", "validation", "held-out"], help="only this part of a news question set "
+                   "split by story (questions sharing a gold article are one story; rag/eval/split.py): the reranker "
+                   "trains on train, settings are chosen on validation, held-out is for reporting")
     p.add_argument("--no-answers", action="store_true", help="retrieval only, do not run the assistant")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 

@@ -61,6 +61,7 @@ class Question:
     evidence: tuple[str, ...] = ()
     turns: tuple[str, ...] = ()
     no_answer: bool = False
+    kind: str = ""  # the set's own grouping, e.g. CRUD-RAG's type: 1doc, 2docs, 3docs
 
     @property
     def has_gold(self) -> bool:
@@ -77,6 +78,7 @@ class Question:
             evidence=self.evidence,
             turns=tuple(to_simplified(t) for t in self.turns),
             no_answer=self.no_answer,
+            kind=self.kind,
         )
 
 
@@ -115,6 +117,7 @@ def load_questions(path: str | Path, limit: int | None = None) -> list[Question]
             evidence=_strings(rec, "evidence", str(path), n),
             turns=_strings(rec, "turns", str(path), n),
             no_answer=bool(rec.get("no_answer", False)),
+            kind=str(rec.get("type") or ""),
         )
         out.append(q)
         if limit is not None and len(out) >= limit:
@@ -237,6 +240,7 @@ class EvalReport:
     answers: AnswerScores | None
     settings: dict = field(default_factory=dict)
     misses: list[dict] = field(default_factory=list)
+    by_kind: dict[str, dict] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {
@@ -245,6 +249,7 @@ class EvalReport:
             "settings": self.settings,
             "retrieval": {r.mode: asdict(r) for r in self.retrieval},
             "answers": asdict(self.answers) if self.answers else None,
+            "by_kind": self.by_kind,
             "answer_misses": self.misses,
         }
 
@@ -276,6 +281,15 @@ class EvalReport:
             if a.no_answer:
                 lines.append(f"| no-answer questions declined | {a.declined_no_answer}/{a.no_answer} |")
             lines.append(f"| ask latency p50 / p95 ms | {a.ask_p50_ms:.0f} / {a.ask_p95_ms:.0f} |")
+        if self.by_kind:
+            modes = [r.mode for r in self.retrieval]
+            lines += ["", "by kind", "| kind | questions | " + " | ".join(f"{m} R@1 / R@5 / R@{k}" for m in modes)
+                      + " | hit | short EM / F1 | declined |", "|---" * (len(modes) + 5) + "|"]
+            for kind, v in self.by_kind.items():
+                cells = [" / ".join(f"{x:.3f}" for x in v[m].values()) if m in v else "" for m in modes]
+                em_f1 = f"{v['short_em']:.3f} / {v['short_f1']:.3f}" if "short_em" in v else ""
+                lines.append(f"| {kind} | {v['questions']} | " + " | ".join(cells)
+                             + f" | {v.get('hit', float('nan')):.3f} | {em_f1} | {v.get('declined', float('nan')):.3f} |")
         return "\n".join(lines)
 
 
@@ -303,9 +317,16 @@ def evaluate(
 
     Article ranks come from the top ``chunk_pool`` chunks (default ``max(30, 3 * k)``)
     deduplicated by article. Follow-ups are asked after their ``turns``, with that history.
+    When the retriever runs search stages (the reranker), hybrid is also measured on fusion alone
+    (mode ``fused``). Questions with a ``kind`` are also scored per kind (``EvalReport.by_kind``).
     """
     questions = list(questions)
     modes = list(modes)
+    searchers = {m: retriever for m in modes}
+    if "hybrid" in modes and getattr(retriever, "stages", ()):
+        modes.insert(modes.index("hybrid") + 1, "fused")
+        searchers["fused"] = retriever.with_stages()
+    per_kind: dict[str, dict[str, list]] = {}
     pool = chunk_pool or max(30, 3 * k)
     ranks: dict[str, list[int | None]] = {m: [] for m in modes}
     search_lat: dict[str, list[float]] = {m: [] for m in modes}
@@ -333,9 +354,11 @@ def evaluate(
             query = _retrieval_query(q)
             for m in modes:
                 t0 = time.perf_counter()
-                ps = retriever.search(query, k=pool, mode=m)
+                ps = searchers[m].search(query, k=pool, mode="hybrid" if m == "fused" else m)
                 search_lat[m].append(time.perf_counter() - t0)
                 ranks[m].append(first_relevant_rank(ps, q))
+                if q.kind:
+                    per_kind.setdefault(q.kind, {}).setdefault(m, []).append(ranks[m][-1])
                 if q.answers:
                     in5[m].append(any(answer_hit(p.text, q) for p in ps[:5]))
         if assistant is None:
@@ -362,6 +385,13 @@ def evaluate(
             f1.append(span_f1(a.short, q.answers))
             text_f1.append(span_f1(_CITATION.sub("", a.text) if a.grounded else "", q.answers))
         ok = answer_hit(a.text, q)
+        if q.kind:
+            kind = per_kind.setdefault(q.kind, {})
+            kind.setdefault("hit", []).append(ok)
+            kind.setdefault("declined", []).append(not a.grounded)
+            if q.answers:
+                kind.setdefault("short_em", []).append(em[-1])
+                kind.setdefault("short_f1", []).append(f1[-1])
         hits += ok
         short_hits += bool(a.short) and answer_hit(a.short, q)
         wrong_decl += not a.grounded
@@ -389,7 +419,19 @@ def evaluate(
             short_hit_rate=short_hits / n_answerable if n_answerable else 0.0,
         )
     log.info("evaluated %d questions", len(questions))
-    return EvalReport(questions=len(questions), k=k, retrieval=retrieval, answers=answer_scores, misses=misses)
+    return EvalReport(questions=len(questions), k=k, retrieval=retrieval, answers=answer_scores, misses=misses,
+                      by_kind={kind: _kind_scores(v, k) for kind, v in sorted(per_kind.items())})
+
+
+def _kind_scores(values: dict[str, list], k: int) -> dict:
+    """One kind's recall per mode and answer scores, from its questions' ranks and answers."""
+    out: dict = {"questions": max((len(v) for v in values.values()), default=0)}
+    for name, v in values.items():
+        if name in ("hit", "declined", "short_em", "short_f1"):
+            out[name] = round(float(np.mean(v)), 3)
+        else:
+            out[name] = {f"R@{c}": round(sum(r is not None and r <= c for r in v) / len(v), 3) for c in (1, 5, k)}
+    return out
 
 
 def keyword_only_retriever(data_dir: str | Path, config=None, show_progress: bool = False):

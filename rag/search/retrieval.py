@@ -172,6 +172,14 @@ class Retriever:
         saved.stages = make_stages(saved.config.search_stages, saved)
         return saved
 
+    def with_stages(self, *names: str, rerank: bool = False) -> "Retriever":
+        """The same index searched through other stages (none: fusion alone; ``rerank=True`` puts
+        the reranker first), sharing records, engine and embedder with this one."""
+        other = copy.copy(self)
+        other.config = self.config.with_(stages=tuple(names), rerank=rerank)
+        other.stages = make_stages(other.config.search_stages, other)
+        return other
+
     @classmethod
     def load(cls, index_dir: str | Path, *, config: Config | None = None, **options) -> "Retriever":
         """Load a saved index, with the embedder that built it.
