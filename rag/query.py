@@ -15,6 +15,7 @@ MAX_QUERY_CHARS = 1000
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\ufeff]")
 _DATE = re.compile(r"\d{4}(-\d{2}(-\d{2})?)?")
 _YEAR = re.compile(r"((?:19|20)\d{2})\s*年")
+_MONTH = re.compile(r"(?<!\d)(1[0-2]|0?[1-9])\s*月")
 _STATED = re.compile(r"\d{4}(-\d{2}-\d{2})?")
 
 
@@ -79,6 +80,20 @@ class Query:
         """A year the question names (``2024年``), else None."""
         m = _YEAR.search(self.normalized)
         return int(m.group(1)) if m else None
+
+    @cached_property
+    def month(self) -> int | None:
+        """A month the question names (``7月的台风``), else None."""
+        m = _MONTH.search(self.normalized)
+        return int(m.group(1)) if m else None
+
+    def fits_date(self, date: str | None) -> bool:
+        """False when the question names a year or month that an article's known date contradicts."""
+        if not date or not is_dated(date):
+            return True
+        if self.year is not None and date[:4] != str(self.year):
+            return False
+        return self.month is None or len(date) < 7 or int(date[5:7]) == self.month
 
 
 @dataclass(frozen=True)

@@ -275,8 +275,8 @@ class Assistant:
     def _other_stories(self, q: Query, passages: list[Passage], cited: list[int], answer: str) -> list[int]:
         """Passages of other stories that answer the question differently: ranked close to the
         answer's own (``config.other_story_ratio`` of its score), covering the question's topic
-        words (``config.other_story_coverage``), not holding ``answer``, each story once; at most
-        ``config.other_stories``."""
+        words (``config.other_story_coverage``), not holding ``answer``, not dated outside a year or
+        month the question names, each story once; at most ``config.other_stories``."""
         cfg = self.config
         if not cited or cfg.other_stories < 1:
             return []
@@ -289,7 +289,8 @@ class Assistant:
                 break
             if i in cited or any(p.doc_id == d or self.retriever.near_duplicates(p.doc_id, d) for d in stories):
                 continue
-            if (wanted and wanted in compact(p.text)) or self._coverage(q.topic_words, p) < cfg.other_story_coverage:
+            if (wanted and wanted in compact(p.text)) or not q.fits_date(p.date) \
+                    or self._coverage(q.topic_words, p) < cfg.other_story_coverage:
                 continue
             out.append(i)
             stories.append(p.doc_id)
