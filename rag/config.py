@@ -135,7 +135,7 @@ class Config:
     fusion: Literal["score", "rrf"] = "score"
     overfetch: int = 3
     stages: tuple[str, ...] = ()
-    rerank: bool = False  # True once the weights ship
+    rerank: bool = True
     article_fusion: bool = True
     dense_share: float = 0.8
     dense_scale: float = 0.08

@@ -102,6 +102,58 @@ def recall(items, score=None) -> dict:
     return {f"R@{k}": round(sum(r is not None and r <= k for r in ranks) / n, 3) for k in (1, 5, 10)} | {"questions": len(ranks)}
 
 
+def card(meta: dict, model: RerankModel) -> str:
+    """The model card: provenance, licences, split, rerun command and held-out numbers."""
+    rows = []
+    for name, parts in meta["results"].items():
+        for part, r in parts.items():
+            f, g = r["fused"], r["reranked"]
+            rows.append(f"| {name} | {part} | {f['questions']} | {f['R@1']:.3f} / {f['R@5']:.3f} / {f['R@10']:.3f} | "
+                        f"**{g['R@1']:.3f}** / **{g['R@5']:.3f}** / {g['R@10']:.3f} |")
+    gain = sorted(meta["feature_gain"].items(), key=lambda kv: -kv[1])
+    p = meta["params"]
+    return f"""# Reranker weights
+
+Gradient-boosted trees (LightGBM, objective `lambdarank`, {p['trees']} trees of up to {p['num_leaves']} leaves,
+learning rate {p['learning_rate']}, at least {p['min_data_in_leaf']} rows per leaf; chosen by validation R@1)
+over {len(FEATURE_NAMES)} features of a question and each of its {meta['depth']} best fused passages
+(`rag/search/rerank_features.py`), exported to numpy arrays (`trees.npz`) and `rerank.json`
+(feature list, training record). Read by `rag.search.rerank.RerankModel.load()` with numpy only.
+Weights: {sum(v.nbytes for v in model.trees.to_arrays().values()) / 1e3:.0f} kB.
+
+## Provenance and licence
+- CRUD-RAG QA dev questions (IAAR-Shanghai/CRUD_RAG, `src/quest_eval/QuestAnswer*_quest_gt_save.json`,
+  Apache-2.0) matched to the CRUD-RAG news archive (68,177 articles, the same project, Apache-2.0),
+  `../shared/bench/crud_qa_dev.jsonl`, searched on the whole archive's index.
+- CMRC 2018 dev (ymcui/cmrc2018, CC BY-SA 4.0) and DRCD dev (DRCKnowledgeTeam/DRCD, CC BY-SA 3.0)
+  when given with `--extra`, searched on their own indexes.
+- The weights are derived in part from CC BY-SA data and are released under **CC BY-SA 4.0**.
+
+## Split
+- CRUD: by story (`rag.eval.split.story_parts`: questions that share a gold article are one story;
+  sha1 of the story, 60% train, 15% validation, 25% held-out). Validation chose the tree settings
+  and the early stopping; held-out was never trained or tuned on.
+- CMRC / DRCD: the reader's split by article (`rag.eval.split.held_out`: sha1(id) % 4 == 0 held out;
+  validation = training articles with sha1('val:' + id) % 6 == 0).
+- Questions per part: {json.dumps(meta['training'], ensure_ascii=False)}
+
+## Rerun
+```
+.venv/bin/python -m pip install -e '.[train]'
+.venv/bin/rag build --data ../bench-data/crud --index ../bench-index/crud   # the 68k archive, see docs/benchmarks.md
+{meta['rerun']}
+```
+Collecting the candidates and training took {meta['seconds']['total']:.0f} s on 2 CPU cores.
+
+## Results (article-level recall of the gold story; fused = before the reranker, same candidates)
+| set | part | questions | fused R@1 / R@5 / R@10 | reranked R@1 / R@5 / R@10 |
+|---|---|---|---|---|
+""" + "\n".join(rows) + """
+
+## What the trees use most (gain)
+""" + ", ".join(f"{k} {v:.0f}" for k, v in gain[:12]) + "\n"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--crud", nargs=2, metavar=("INDEX", "QUESTIONS"))
@@ -175,8 +227,8 @@ def train_and_save(args, sets: dict[str, dict[str, list]], t0: float, t_feat: fl
                             num_boost_round=600, valid_sets=[lgb.Dataset(Xv, yv, group=gv)],
                             callbacks=[lgb.early_stopping(60, verbose=False)])
         model = RerankModel.from_lightgbm(booster.dump_model(num_iteration=booster.best_iteration))
-        r1 = recall(val, model.score)["R@1"]
-        log.info("leaves %d lr %.2f min_child %d: %d trees, validation R@1 %.3f", leaves, lr, min_child,
+        r1 = float(np.mean([recall(parts["validation"], model.score)["R@1"] for parts in sets.values()]))  # each set alike
+        log.info("leaves %d lr %.2f min_child %d: %d trees, validation R@1 %.3f (mean over the sets)", leaves, lr, min_child,
                  booster.best_iteration, r1)
         if best is None or r1 > best[0]:
             best = (r1, model, dict(num_leaves=leaves, learning_rate=lr, min_data_in_leaf=min_child,
@@ -200,6 +252,7 @@ def train_and_save(args, sets: dict[str, dict[str, list]], t0: float, t_feat: fl
             (["--crud", *args.crud] if args.crud else []) + [x for e in args.extra for x in ("--extra", *e)] + ["--out", args.out]),
     }
     model.save(args.out, meta)
+    (Path(args.out) / "README.md").write_text(card(meta, model), encoding="utf-8")
     print(json.dumps({"params": chosen, "results": results, "seconds": meta["seconds"]}, ensure_ascii=False, indent=1))
 
 

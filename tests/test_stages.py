@@ -54,8 +54,8 @@ def index(tmp_path_factory):
 
 def test_a_registered_stage_reorders_what_search_returns(index, monkeypatch):
     monkeypatch.setitem(STAGES, "reverse", Reverse)  # the one registry line
-    plain = rag.Retriever.load(index)
-    staged = rag.Retriever.load(index, stages=("reverse",))
+    plain = rag.Retriever.load(index, rerank=False)  # fusion alone (the reranker has its own tests)
+    staged = rag.Retriever.load(index, stages=("reverse",), rerank=False)
     (stage,) = staged.stages
     assert isinstance(stage, Reverse) and stage.retriever is staged and plain.stages == ()
 
@@ -75,8 +75,8 @@ def test_a_registered_stage_reorders_what_search_returns(index, monkeypatch):
 def test_stages_run_in_the_order_config_names_them(index, monkeypatch):
     monkeypatch.setitem(STAGES, "reverse", Reverse)
     monkeypatch.setitem(STAGES, "drop_first", "test_stages:DropFirstArticle")  # or "module:attribute", imported on use
-    r = rag.Retriever.load(index, stages=("drop_first", "reverse"))
-    best = rag.Retriever.load(index).search(Q, k=1)[0].doc_id
+    r = rag.Retriever.load(index, stages=("drop_first", "reverse"), rerank=False)
+    best = rag.Retriever.load(index, rerank=False).search(Q, k=1)[0].doc_id
     passages = r.search(Q, k=3)
     _, given = r.stages[1].seen[-1]  # reverse ran second, on what drop_first left
     assert given and best not in {p.doc_id for p in given}

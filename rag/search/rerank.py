@@ -107,7 +107,9 @@ class Reranker:
             a = articles[doc_id]
             return ArticleView(normalize(a.text), normalize(a.title or ""), a.date)
 
-        return cls(_shipped() if model == "shipped" else model, retriever.idf, article, depth)
+        # the engine's idf, not the Retriever's method: a stage holding its Retriever would make a
+        # reference cycle, and a replaced generation must be freed by reference counting alone
+        return cls(_shipped() if model == "shipped" else model, retriever.engine.idf, article, depth)
 
     def features(self, query: Query, passages: list[Passage]) -> np.ndarray:
         return rerank_features(query, passages, self.idf, self.article)
