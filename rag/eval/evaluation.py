@@ -8,7 +8,6 @@ Example::
 """
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
@@ -18,10 +17,10 @@ from typing import Iterable
 
 import numpy as np
 
-from ..errors import SourceError
 from ..records import Answer, Passage
-from ..text import compact, to_simplified
+from ..text import compact
 from .metrics import span_em, span_f1
+from .questions import Question, load_questions
 
 __all__ = [
     "Question",
@@ -42,89 +41,6 @@ log = logging.getLogger(__name__)
 
 MODES = ("hybrid", "keyword", "dense")
 _CITATION = re.compile(r"\[\d+\]")
-
-
-@dataclass(frozen=True)
-class Question:
-    """One evaluation question, from a ``*.qa.jsonl`` line or a seed line.
-
-    A correct answer holds any one of ``answers`` or all of ``must_include``. Gold articles are
-    ``gold_docs`` (ids); where none are given, a retrieved passage is relevant when it contains
-    one of the ``evidence`` strings. ``turns`` are earlier user questions of the conversation.
-    """
-
-    id: str
-    question: str
-    answers: tuple[str, ...] = ()
-    must_include: tuple[str, ...] = ()
-    gold_docs: tuple[str, ...] = ()
-    evidence: tuple[str, ...] = ()
-    turns: tuple[str, ...] = ()
-    no_answer: bool = False
-    kind: str = ""  # the set's own grouping, e.g. CRUD-RAG's type: 1doc, 2docs, 3docs
-
-    @property
-    def has_gold(self) -> bool:
-        return bool(self.gold_docs or self.evidence)
-
-    def simplified(self) -> "Question":
-        """The same question with question and turns converted to Simplified script."""
-        return Question(
-            id=self.id,
-            question=to_simplified(self.question),
-            answers=self.answers,
-            must_include=self.must_include,
-            gold_docs=self.gold_docs,
-            evidence=self.evidence,
-            turns=tuple(to_simplified(t) for t in self.turns),
-            no_answer=self.no_answer,
-            kind=self.kind,
-        )
-
-
-def _strings(rec: dict, key: str, path: str, line: int) -> tuple[str, ...]:
-    v = rec.get(key) or []
-    if isinstance(v, str):
-        v = [v]
-    if not isinstance(v, list) or not all(isinstance(s, str) for s in v):
-        raise SourceError(path, f"field {key!r} must be a string or a list of strings", line)
-    return tuple(s for s in v if s.strip())
-
-
-def load_questions(path: str | Path, limit: int | None = None) -> list[Question]:
-    """Questions from a JSONL file in the ``*.qa.jsonl`` or seed format; SourceError names the bad line."""
-    path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as e:
-        raise SourceError(str(path), f"cannot read the question file ({e})") from e
-    out: list[Question] = []
-    for n, raw in enumerate(lines, 1):
-        if not raw.strip():
-            continue
-        try:
-            rec = json.loads(raw)
-        except json.JSONDecodeError as e:
-            raise SourceError(str(path), f"not valid JSON ({e.msg})", n) from e
-        if not isinstance(rec, dict) or not isinstance(rec.get("question"), str) or not rec["question"].strip():
-            raise SourceError(str(path), "each line needs a non-empty 'question' string", n)
-        q = Question(
-            id=str(rec.get("id") or f"line-{n}"),
-            question=rec["question"],
-            answers=_strings(rec, "answers", str(path), n),
-            must_include=_strings(rec, "must_include", str(path), n),
-            gold_docs=_strings(rec, "gold_docs", str(path), n),
-            evidence=_strings(rec, "evidence", str(path), n),
-            turns=_strings(rec, "turns", str(path), n),
-            no_answer=bool(rec.get("no_answer", False)),
-            kind=str(rec.get("type") or ""),
-        )
-        out.append(q)
-        if limit is not None and len(out) >= limit:
-            break
-    if not out:
-        raise SourceError(str(path), "no questions in the file")
-    return out
 
 
 # --- metrics -----------------------------------------------------------------------------------
@@ -336,14 +252,7 @@ def evaluate(
         from ..answering.assistant import Assistant
 
         assistant = Assistant(retriever)
-    hits = short_hits = wrong_decl = declined_none = n_none = n_answerable = 0
-    lengths: list[int] = []
-    short_lengths: list[int] = []
-    em: list[float] = []
-    f1: list[float] = []
-    text_f1: list[float] = []
-    ask_lat: list[float] = []
-    misses: list[dict] = []
+    tally = _AnswerTally()
     it = questions
     if show_progress:
         from tqdm.auto import tqdm
@@ -361,66 +270,94 @@ def evaluate(
                     per_kind.setdefault(q.kind, {}).setdefault(m, []).append(ranks[m][-1])
                 if q.answers:
                     in5[m].append(any(answer_hit(p.text, q) for p in ps[:5]))
-        if assistant is None:
-            continue
-        history: list[dict] = []
-        for turn in q.turns:
-            prev = assistant.ask(turn, history=list(history))
-            history += [{"role": "user", "content": turn}, {"role": "assistant", "content": prev.text}]
-        t0 = time.perf_counter()
-        a = assistant.ask(q.question, history=history or None)
-        ask_lat.append(time.perf_counter() - t0)
-        if a.grounded:
-            lengths.append(_answer_chars(a))
-            short_lengths.append(len(a.short))
-        if q.no_answer:
-            n_none += 1
-            declined_none += not a.grounded
-            continue
-        if not (q.answers or q.must_include):
-            continue
-        n_answerable += 1
-        if q.answers:
-            em.append(span_em(a.short, q.answers))
-            f1.append(span_f1(a.short, q.answers))
-            text_f1.append(span_f1(_CITATION.sub("", a.text) if a.grounded else "", q.answers))
-        ok = answer_hit(a.text, q)
-        if q.kind:
-            kind = per_kind.setdefault(q.kind, {})
-            kind.setdefault("hit", []).append(ok)
-            kind.setdefault("declined", []).append(not a.grounded)
-            if q.answers:
-                kind.setdefault("short_em", []).append(em[-1])
-                kind.setdefault("short_f1", []).append(f1[-1])
-        hits += ok
-        short_hits += bool(a.short) and answer_hit(a.short, q)
-        wrong_decl += not a.grounded
-        if not ok and len(misses) < 50:
-            misses.append({"id": q.id, "question": q.question, "expected": list(q.answers or q.must_include), "answer": a.text,
-                           "short": a.short})
+        if assistant is not None:
+            scored = tally.add(q, *_ask(assistant, q))
+            if q.kind and scored:
+                for name, value in scored.items():
+                    per_kind.setdefault(q.kind, {}).setdefault(name, []).append(value)
     retrieval = [retrieval_scores(m, ranks[m], k, search_lat[m], in5[m]) for m in modes if ranks[m]]
-    answer_scores = None
-    if assistant is not None:
-        answer_scores = AnswerScores(
-            answerable=n_answerable,
-            hits=hits,
-            hit_rate=hits / n_answerable if n_answerable else 0.0,
-            wrongly_declined=wrong_decl,
-            mean_answer_chars=float(np.mean(lengths)) if lengths else 0.0,
-            no_answer=n_none,
-            declined_no_answer=declined_none,
-            ask_p50_ms=percentile(ask_lat, 50) * 1000,
-            ask_p95_ms=percentile(ask_lat, 95) * 1000,
-            short_em=float(np.mean(em)) if em else 0.0,
-            short_f1=float(np.mean(f1)) if f1 else 0.0,
-            text_f1=float(np.mean(text_f1)) if text_f1 else 0.0,
-            short_given=sum(1 for n in short_lengths if n) / len(short_lengths) if short_lengths else 0.0,
-            mean_short_chars=float(np.mean([n for n in short_lengths if n])) if any(short_lengths) else 0.0,
-            short_hit_rate=short_hits / n_answerable if n_answerable else 0.0,
-        )
     log.info("evaluated %d questions", len(questions))
-    return EvalReport(questions=len(questions), k=k, retrieval=retrieval, answers=answer_scores, misses=misses,
+    return EvalReport(questions=len(questions), k=k, retrieval=retrieval,
+                      answers=tally.scores() if assistant is not None else None, misses=tally.misses,
                       by_kind={kind: _kind_scores(v, k) for kind, v in sorted(per_kind.items())})
+
+
+def _ask(assistant, q: Question) -> tuple[Answer, float]:
+    """The assistant's answer to ``q`` (after its earlier turns, with that history) and its seconds."""
+    history: list[dict] = []
+    for turn in q.turns:
+        prev = assistant.ask(turn, history=list(history))
+        history += [{"role": "user", "content": turn}, {"role": "assistant", "content": prev.text}]
+    t0 = time.perf_counter()
+    a = assistant.ask(q.question, history=history or None)
+    return a, time.perf_counter() - t0
+
+
+@dataclass
+class _AnswerTally:
+    """The answers of a run, counted as they come."""
+
+    hits: int = 0
+    short_hits: int = 0
+    wrongly_declined: int = 0
+    declined_none: int = 0
+    no_answer: int = 0
+    answerable: int = 0
+    lengths: list = field(default_factory=list)
+    short_lengths: list = field(default_factory=list)
+    em: list = field(default_factory=list)
+    f1: list = field(default_factory=list)
+    text_f1: list = field(default_factory=list)
+    latencies: list = field(default_factory=list)
+    misses: list = field(default_factory=list)
+
+    def add(self, q: Question, a: Answer, seconds: float) -> dict | None:
+        """Count one answer; returns its scores (hit, declined, short EM / F1) for an answerable question."""
+        self.latencies.append(seconds)
+        if a.grounded:
+            self.lengths.append(_answer_chars(a))
+            self.short_lengths.append(len(a.short))
+        if q.no_answer:
+            self.no_answer += 1
+            self.declined_none += not a.grounded
+            return None
+        if not (q.answers or q.must_include):
+            return None
+        self.answerable += 1
+        ok = answer_hit(a.text, q)
+        scored: dict = {"hit": ok, "declined": not a.grounded}
+        if q.answers:
+            scored |= {"short_em": span_em(a.short, q.answers), "short_f1": span_f1(a.short, q.answers)}
+            self.em.append(scored["short_em"])
+            self.f1.append(scored["short_f1"])
+            self.text_f1.append(span_f1(_CITATION.sub("", a.text) if a.grounded else "", q.answers))
+        self.hits += ok
+        self.short_hits += bool(a.short) and answer_hit(a.short, q)
+        self.wrongly_declined += not a.grounded
+        if not ok and len(self.misses) < 50:
+            self.misses.append({"id": q.id, "question": q.question, "expected": list(q.answers or q.must_include),
+                                "answer": a.text, "short": a.short})
+        return scored
+
+    def scores(self) -> AnswerScores:
+        n, shorts = self.answerable, self.short_lengths
+        return AnswerScores(
+            answerable=n,
+            hits=self.hits,
+            hit_rate=self.hits / n if n else 0.0,
+            wrongly_declined=self.wrongly_declined,
+            mean_answer_chars=float(np.mean(self.lengths)) if self.lengths else 0.0,
+            no_answer=self.no_answer,
+            declined_no_answer=self.declined_none,
+            ask_p50_ms=percentile(self.latencies, 50) * 1000,
+            ask_p95_ms=percentile(self.latencies, 95) * 1000,
+            short_em=float(np.mean(self.em)) if self.em else 0.0,
+            short_f1=float(np.mean(self.f1)) if self.f1 else 0.0,
+            text_f1=float(np.mean(self.text_f1)) if self.text_f1 else 0.0,
+            short_given=sum(1 for x in shorts if x) / len(shorts) if shorts else 0.0,
+            mean_short_chars=float(np.mean([x for x in shorts if x])) if any(shorts) else 0.0,
+            short_hit_rate=self.short_hits / n if n else 0.0,
+        )
 
 
 def _kind_scores(values: dict[str, list], k: int) -> dict:
