@@ -3,9 +3,14 @@ chat page and the REST API (built in rag.serving.web) with uvicorn."""
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import logging
 import os
+import signal
 import sys
+import threading
+import time
+from types import FrameType
 
 import uvicorn
 
@@ -17,6 +22,62 @@ log = logging.getLogger("app")
 
 _NOISY = ("faiss", "bm25s", "httpx", "httpcore", "urllib3", "gradio", "gradio_client", "jieba", "sentence_transformers",
           "huggingface_hub", "onnxruntime", "asyncio", "multipart", "python_multipart", "charset_normalizer", "PIL")
+
+
+# From SIGTERM (or Ctrl-C) to exit: uvicorn stops listening and gives requests in flight a few
+# seconds, a change of the corpus in progress gets what is left of the grace to finish, then the
+# process exits whatever its threads are doing (a parse or an embedding in a worker thread cannot be
+# interrupted). Index writes are atomic, so the previous generation stays live if one is cut short.
+SHUTDOWN_GRACE = 8.0  # seconds; a watchdog exits at this point, and faulthandler one second later
+REQUESTS_GRACE = 3  # of which for requests in flight (uvicorn's timeout_graceful_shutdown)
+
+
+class Server(uvicorn.Server):
+    """uvicorn's server with a bounded shutdown: the first SIGTERM or SIGINT starts the clock (a
+    watchdog thread, and faulthandler's C thread as a backstop that needs no GIL), and ``serve_until_signal``
+    exits the process with ``os._exit`` once no change of the corpus is in progress."""
+
+    def __init__(self, config: uvicorn.Config, service: Service) -> None:
+        super().__init__(config)
+        self.service = service
+        self.deadline: float | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        # not uvicorn's: it records the signal to raise it again after serving, which would kill the
+        # process at once (mid-write) or, with busy worker threads, leave it running
+        if self.deadline is None:
+            self.deadline = time.monotonic() + SHUTDOWN_GRACE
+            log.info("%s: shutting down (exit within %.0f s)", signal.Signals(sig).name, SHUTDOWN_GRACE)
+            threading.Thread(target=self._watchdog, name="shutdown-watchdog", daemon=True).start()
+            faulthandler.dump_traceback_later(SHUTDOWN_GRACE + 1, exit=True)  # prints what each thread was doing
+        else:
+            self.force_exit = True  # a second signal: stop waiting for requests in flight
+        self.should_exit = True
+
+    def _watchdog(self) -> None:
+        time.sleep(max(0.0, self.deadline - time.monotonic()))
+        idle = self.service.close(0)
+        log.warning("still busy %.0f s after the signal: exiting%s", SHUTDOWN_GRACE,
+                    "" if idle else " during a change of the corpus (the index keeps its previous generation; "
+                                    "the next start brings the data folder in)")
+        _exit(0 if idle else 1)
+
+    def serve_until_signal(self) -> None:
+        """Serve; after a signal, wait (within the grace) for a change in progress, then exit."""
+        self.run()
+        if self.deadline is None:  # stopped without a signal (cannot happen with uvicorn, but be plain)
+            self.deadline = time.monotonic() + SHUTDOWN_GRACE
+        idle = self.service.close(self.deadline - time.monotonic())
+        log.info("stopped%s", "" if idle else " during a change of the corpus")
+        _exit(0 if idle else 1)
+
+
+def _exit(code: int) -> None:
+    """Exit now, without waiting for worker threads (os._exit); the log is flushed first."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _quiet_third_parties(record: logging.LogRecord) -> bool:
@@ -45,7 +106,9 @@ def main(argv: list[str] | None = None) -> None:
     log.info({"token": "changing the articles needs RAG_ADMIN_TOKEN",
               "local": "anyone on this machine may upload (listening on loopback only; set RAG_ADMIN_TOKEN to require a key)",
               "read-only": f"read-only: listening on {args.host} without RAG_ADMIN_TOKEN, so uploads are off"}[service.writes])
-    uvicorn.run(make_app(service), host=args.host, port=args.port, log_level="warning")
+    serving = uvicorn.Config(make_app(service), host=args.host, port=args.port, log_level="warning",
+                             timeout_graceful_shutdown=REQUESTS_GRACE)
+    Server(serving, service).serve_until_signal()
 
 
 if __name__ == "__main__":

@@ -8,12 +8,13 @@ Cleaning is in ``cleaning``, markup (HTML, YAML front matter, Markdown) in ``mar
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import BinaryIO, Iterable, Iterator
 
 from .cleaning import (Draft, byline_outlet, clean_article_lines, clean_lines, derive_title, finish, is_listing, normalize_date,
                        original_headline, parse_listing)
@@ -38,6 +39,11 @@ def formats_named(sep: str = ", ", last: str = " or ") -> str:
 MAX_FILE_BYTES = 16 * 1024 * 1024
 # A .jsonl file is already one article per line (a corpus export), so it may be much larger.
 MAX_JSONL_BYTES = 1024 * 1024 * 1024
+# A .jsonl line is one article: as large as an article file may be. Lines are read one at a time, so
+# a 1 GB file of one line costs this much memory, not a gigabyte.
+MAX_JSONL_LINE_BYTES = MAX_FILE_BYTES
+# charset-normalizer looks at this much of a file that is not UTF-8 (its time grows with the input)
+DETECT_SAMPLE_BYTES = 256 * 1024
 
 
 @dataclass
@@ -56,8 +62,15 @@ def decode_bytes(data: bytes, path: str = "<bytes>") -> str:
     UTF-8 is tried first (strictly, then allowing a few broken sequences such as a file cut
     mid-character); other text goes to charset-normalizer, limited to GB18030 and Big5, which
     refuses bytes that read as neither (scripts/measure_decoding.py compares it with the
-    hand-written guess it replaced).
+    hand-written guess it replaced). It looks at the first DETECT_SAMPLE_BYTES only (cut at a line
+    end), so hostile bytes cost it a bounded time; the whole file must then decode in the encoding
+    it chose.
     """
+    return _decode(data, path)[0]
+
+
+def _decode(data: bytes, path: str) -> tuple[str, str]:
+    """``decode_bytes`` and the encoding it used."""
     if not data.strip():
         raise SourceError(path, "empty file: nothing to index")
     if b"\x00" in data[:8192]:
@@ -65,7 +78,7 @@ def decode_bytes(data: bytes, path: str = "<bytes>") -> str:
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8"), "utf-8"
     except UnicodeDecodeError as e:
         first_bad = e.start
     # UTF-8 with a few broken bytes (a file cut mid-character, a stray byte): keep the text
@@ -73,13 +86,22 @@ def decode_bytes(data: bytes, path: str = "<bytes>") -> str:
     bad = lenient.count("\ufffd")
     if bad <= max(2, len(lenient) // 1000):
         log.warning("%s: %d undecodable byte sequence(s) in UTF-8 text (first at byte %d) dropped", path, bad, first_bad)
-        return lenient.replace("\ufffd", "")
+        return lenient.replace("\ufffd", ""), "utf-8"
+    del lenient
     from charset_normalizer import from_bytes
 
-    best = from_bytes(data, cp_isolation=["gb18030", "big5"]).best()
+    sample = data
+    if len(data) > DETECT_SAMPLE_BYTES:  # cut at a line end: never inside a GB18030 or Big5 character
+        cut = data.rfind(b"\n", 0, DETECT_SAMPLE_BYTES)
+        sample = data[: cut + 1 if cut > 0 else DETECT_SAMPLE_BYTES]
+    best = from_bytes(sample, cp_isolation=["gb18030", "big5"]).best()
     if best is None:
         raise SourceError(path, "cannot decode the text: it is not UTF-8, GB18030 or Big5")
-    return str(best)
+    try:
+        return data.decode(best.encoding), best.encoding
+    except UnicodeDecodeError as e:
+        raise SourceError(path, f"cannot decode the text: it reads as {best.encoding} at first but not at byte {e.start}; "
+                                "save it as UTF-8") from None
 
 
 def _parse_text_document(text: str, stem: str, origin: str, path: str, *, is_html: bool) -> list[Article]:
@@ -92,7 +114,7 @@ def _parse_text_document(text: str, stem: str, origin: str, path: str, *, is_htm
             if closes:
                 end = closes[-1].end()
                 body, tail_links = body[:end], clean_lines(body[end:])
-        lines, html_meta = html_to_lines(body)
+        lines, html_meta = html_to_lines(body, path)
         for k, v in html_meta.items():
             meta.setdefault(k, v)
         lines += tail_links
@@ -115,16 +137,56 @@ def _parse_text_document(text: str, stem: str, origin: str, path: str, *, is_htm
     return [art]
 
 
-def _parse_jsonl(text: str, origin: str, path: str, errors: list[SourceError]) -> list[Article]:
+def _jsonl_lines(f: BinaryIO, path: str, errors: list[SourceError]) -> Iterator[tuple[int, bytes]]:
+    """(line number, bytes) of each line of a JSONL file, read one line at a time: memory is bounded
+    by MAX_JSONL_LINE_BYTES, whatever the file's size. A longer line is skipped without being held
+    (an error naming the line and the limit)."""
+    n = 0
+    while True:
+        raw = f.readline(MAX_JSONL_LINE_BYTES + 1)
+        if not raw:
+            return
+        n += 1
+        if len(raw) > MAX_JSONL_LINE_BYTES and not raw.endswith(b"\n"):
+            size = len(raw)
+            del raw
+            while True:  # the rest of the line, in bounded pieces
+                piece = f.readline(1 << 20)
+                size += len(piece)
+                if not piece or piece.endswith(b"\n"):
+                    break
+            errors.append(SourceError(path, f"line is {size / 2**20:.0f} MB; the limit is {MAX_JSONL_LINE_BYTES // 2**20} MB "
+                                            "per line (one article): line skipped", line=n))
+            continue
+        yield n, raw
+
+
+def _parse_jsonl(f: BinaryIO, origin: str, path: str, errors: list[SourceError]) -> list[Article]:
+    """Articles of a JSONL file read line by line from ``f`` (binary); lines that fail are errors."""
+    head = f.read(8192)
+    if b"\x00" in head:
+        raise SourceError(path, "binary file (contains NUL bytes): expected UTF-8, GB18030 or Big5 text")
+    f.seek(0)
     articles: list[Article] = []
     seen: set[str] = set()
-    for n, raw in enumerate(text.splitlines(), start=1):
-        if not raw.strip():
+    encoding: list[str] = []  # the file's encoding once a line is not UTF-8 (found on that line)
+    blank = True
+    for n, data in _jsonl_lines(f, path, errors):
+        if not data.strip():
+            continue
+        blank = False
+        try:
+            raw = _decode_line(data, path, encoding)
+        except SourceError as e:
+            errors.append(SourceError(path, f"{e.reason}; line skipped", line=n))
             continue
         try:
             rec = json.loads(raw)
         except json.JSONDecodeError as e:
             errors.append(SourceError(path, f"malformed JSON ({e.msg} at column {e.colno}); line skipped", line=n))
+            continue
+        except RecursionError:
+            errors.append(SourceError(path, "JSON nested too deep; line skipped", line=n))
             continue
         if not isinstance(rec, dict):
             errors.append(SourceError(path, "expected a JSON object with 'id' and 'text'; line skipped", line=n))
@@ -158,7 +220,31 @@ def _parse_jsonl(text: str, origin: str, path: str, errors: list[SourceError]) -
                 origin=origin,
             )
         )
+    if blank and not errors:
+        raise SourceError(path, "empty file: nothing to index")
     return articles
+
+
+def _decode_line(data: bytes, path: str, encoding: list[str]) -> str:
+    """One JSONL line: UTF-8 (a BOM dropped), else the file's encoding found on an earlier line,
+    else decode_bytes (GB18030 or Big5), whose choice is kept for the next lines."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    if encoding:
+        try:
+            return data.decode(encoding[0])
+        except UnicodeDecodeError:
+            pass
+    text, chosen = _decode(data, path)
+    if chosen not in ("utf-8", None) and not encoding:
+        encoding.append(chosen)
+    return text
+
+
 
 
 def read_file(path: str | Path, *, root: str | Path | None = None) -> IngestResult:
@@ -172,10 +258,16 @@ def read_file(path: str | Path, *, root: str | Path | None = None) -> IngestResu
         try:
             size = p.stat().st_size
             _check_size(size, suffix, str(p))
-            data = p.read_bytes()
+            if suffix == ".jsonl":  # read a line at a time: a JSONL file may be a gigabyte
+                with open(p, "rb") as f:
+                    _parse_jsonl_file(f, origin, str(p), result)
+                data = None
+            else:
+                data = p.read_bytes()
         except OSError as e:
             raise SourceError(str(p), f"cannot read the file: {e.strerror or e}") from e
-        _parse_bytes(data, suffix, origin, str(p), result)
+        if data is not None:
+            _parse_bytes(data, suffix, origin, str(p), result)
     except SourceError as e:
         result.errors.append(e)
     for e in result.errors:
@@ -223,13 +315,17 @@ def _check_size(size: int, suffix: str, path: str) -> None:
 _ANY_TAG = re.compile(r"<(!doctype|[a-zA-Z][a-zA-Z0-9-]*)[\s/>]", re.IGNORECASE)
 
 
+def _parse_jsonl_file(f: BinaryIO, origin: str, path: str, result: IngestResult) -> None:
+    result.articles = _parse_jsonl(f, origin, path, result.errors)
+    if not result.articles and not result.errors:
+        raise SourceError(path, "no articles: every line is empty")
+
+
 def _parse_bytes(data: bytes, suffix: str, origin: str, path: str, result: IngestResult) -> None:
-    text = decode_bytes(data, path)
     if suffix == ".jsonl":
-        result.articles = _parse_jsonl(text, origin, path, result.errors)
-        if not result.articles and not result.errors:
-            raise SourceError(path, "no articles: every line is empty")
+        _parse_jsonl_file(io.BytesIO(data), origin, path, result)
         return
+    text = decode_bytes(data, path)
     is_html = suffix in (".html", ".htm")
     if is_html and not _ANY_TAG.search(text):
         raise SourceError(path, f"not HTML: no tags found; save plain text as .txt instead of {suffix}")
@@ -293,5 +389,6 @@ def file_fingerprints(paths: Iterable[str | Path]) -> dict[str, str]:
     for f, root in iter_source_files(paths):
         if f.is_file() and f.suffix.lower() in SUPPORTED_SUFFIXES:
             origin = str(f.relative_to(root)) if root else f.name
-            out[origin] = hashlib.sha256(f.read_bytes()).hexdigest()
+            with open(f, "rb") as fh:  # in pieces: a .jsonl file may be a gigabyte
+                out[origin] = hashlib.file_digest(fh, "sha256").hexdigest()
     return out

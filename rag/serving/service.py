@@ -122,6 +122,7 @@ class Service:
         self._feedback = FeedbackLog(self.feedback_dir, feedback_limits)
         self._reload_lock = threading.Lock()  # one request at a time loads a new generation
         self._write_lock = threading.Lock()  # changes of this process one after another
+        self._closing = threading.Event()  # set by close(): no change begins after it
 
     # --- lifecycle ---------------------------------------------------------------------------
     def start(self, show_progress: bool = False) -> None:
@@ -150,6 +151,23 @@ class Service:
                 raise
             finally:
                 self._ready.set()
+
+    def close(self, timeout: float) -> bool:
+        """Let no change of the corpus begin from now on (they get NotReadyError, 503) and wait up to
+        ``timeout`` seconds for the one in progress, if any, to finish. True when none is in progress
+        any more: the process may then exit at once, leaving the data folder and the index agreeing.
+        False when one is still running: an index write is atomic (IndexStore publishes a whole
+        generation or nothing), so exiting anyway leaves the previous generation live, and the file
+        it was adding in the data folder, which the next start brings into the index."""
+        self._closing.set()
+        if self._write_lock.acquire(timeout=max(0.0, timeout)):
+            return True  # kept: nothing may write after close
+        return False
+
+    def _check_open(self) -> None:
+        """Under the write lock: NotReadyError once ``close`` has begun."""
+        if self._closing.is_set():
+            raise NotReadyError("the app is shutting down: nothing was changed; retry when it is back")
 
     def start_in_background(self, show_progress: bool = False) -> threading.Thread:
         def run() -> None:
@@ -310,6 +328,7 @@ class Service:
         checked = self.check_upload(files)
         self._retriever()  # 503 before anything is written when the index is not loaded
         with self._write_lock:
+            self._check_open()
             self.data_dir.mkdir(parents=True, exist_ok=True)
             stamp = new_stamp()
             saved: list[dict] = []
@@ -350,6 +369,7 @@ class Service:
         name = check_file_name(name)
         self._retriever()
         with self._write_lock:
+            self._check_open()
             target = inside(self.data_dir, self.data_dir / name)
             if not target.is_file():
                 raise QueryError(f"{name}: no such file in the data folder {self.data_dir}")
@@ -370,6 +390,7 @@ class Service:
         self.authorize_write(token, via_proxy=via_proxy)
         self._retriever()
         with self._write_lock:
+            self._check_open()
             done = restore(self.data_dir, name, version)
             try:
                 report = self._sync()
