@@ -19,7 +19,7 @@ from ..embedding.base import E5_SMALL
 from ..embedding.factory import embedder_for
 from ..engines.base import Engine, engine_class, engine_of
 from ..errors import IndexMismatchError, QueryError, RagError, SourceError
-from .fusion import FUSION, Candidate, FusionParams
+from .fusion import FUSION, YEAR_LIFT, Candidate, FusionParams
 from ..engines.indexing import BuildReport, UpdateReport, index_changes, row_key, rows_of, timed
 from ..query import ArticleFilter, Query
 from ..records import Article, Chunk, Passage
@@ -266,6 +266,10 @@ class Retriever:
         if dense and any(c.dense_score is None for c in top):
             top = self._with_cosines(top, vector)
         passages = run_stages(self.stages, q, [self._passage(c) for c in top])
+        if prefer_year and self.stages:  # the stages scored afresh: the preferred year weighs in again, as in fusion
+            mark, year = f"{prefer_year}年", str(prefer_year)
+            lifted = {p.chunk_id for p in passages if (p.date or "").startswith(year) or mark in p.text}
+            passages = sorted(passages, key=lambda p: -(p.score + (YEAR_LIFT if p.chunk_id in lifted else 0.0)))
         return self._duplicates.fold(passages, shown=k)[:k]
 
     def _candidates(self, q: Query, mode: Mode, fetch: int, where: ArticleFilter | None):
