@@ -8,6 +8,7 @@ import logging
 import os
 import shutil
 import threading
+import contextlib
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -39,6 +40,7 @@ __all__ = [
     "restore",
 ]
 
+SHUTTING_DOWN = "the app is shutting down: nothing was changed; retry when it is back"
 log = logging.getLogger(__name__)
 
 MAX_K = 20
@@ -164,10 +166,19 @@ class Service:
             return True  # kept: nothing may write after close
         return False
 
-    def _check_open(self) -> None:
-        """Under the write lock: NotReadyError once ``close`` has begun."""
-        if self._closing.is_set():
-            raise NotReadyError("the app is shutting down: nothing was changed; retry when it is back")
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """The write lock for one change of the corpus; NotReadyError once ``close`` has begun, also
+        while waiting for the lock (``close`` keeps it: a change waiting for it must not wait forever)."""
+        while not self._write_lock.acquire(timeout=0.1):
+            if self._closing.is_set():
+                raise NotReadyError(SHUTTING_DOWN)
+        try:
+            if self._closing.is_set():
+                raise NotReadyError(SHUTTING_DOWN)
+            yield
+        finally:
+            self._write_lock.release()
 
     def start_in_background(self, show_progress: bool = False) -> threading.Thread:
         def run() -> None:
@@ -327,8 +338,7 @@ class Service:
         self.authorize_write(token, via_proxy=via_proxy)
         checked = self.check_upload(files)
         self._retriever()  # 503 before anything is written when the index is not loaded
-        with self._write_lock:
-            self._check_open()
+        with self._writing():
             self.data_dir.mkdir(parents=True, exist_ok=True)
             stamp = new_stamp()
             saved: list[dict] = []
@@ -368,8 +378,7 @@ class Service:
         self.authorize_write(token, via_proxy=via_proxy)
         name = check_file_name(name)
         self._retriever()
-        with self._write_lock:
-            self._check_open()
+        with self._writing():
             target = inside(self.data_dir, self.data_dir / name)
             if not target.is_file():
                 raise QueryError(f"{name}: no such file in the data folder {self.data_dir}")
@@ -389,8 +398,7 @@ class Service:
         update the index. The module function ``restore`` does the file part."""
         self.authorize_write(token, via_proxy=via_proxy)
         self._retriever()
-        with self._write_lock:
-            self._check_open()
+        with self._writing():
             done = restore(self.data_dir, name, version)
             try:
                 report = self._sync()
