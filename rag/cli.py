@@ -113,6 +113,10 @@ def cmd_ask(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(a.to_dict(), ensure_ascii=False, indent=2))
         return 0
+    if a.short:
+        print(a.short)
+    if a.story:
+        print(f"出自 {a.story}")
     print(a.text)
     if a.note:
         print(f"（{a.note}）")

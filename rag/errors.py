@@ -11,6 +11,7 @@ __all__ = [
     "IndexLockedError",
     "EmbedderError",
     "QueryError",
+    "NotFoundError",
     "LLMError",
     "NotReadyError",
     "AccessError",
@@ -59,6 +60,10 @@ class EmbedderError(RagError):
 
 class QueryError(RagError, ValueError):
     """A query is empty or otherwise unusable."""
+
+
+class NotFoundError(QueryError):
+    """A file or article named in a request that does not exist (HTTP 404)."""
 
 
 class EmptyQueryError(QueryError):

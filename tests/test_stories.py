@@ -62,3 +62,12 @@ def test_dates_without_a_year_read_as_such():
     p = rag.Passage("x", "标题", "--11-29", "新华社", "正文", 1.0)
     assert p.label == "《标题》（新华社，11月29日（未注明年份））"
     assert rag.Passage("y", "标题", None, None, "正文", 1.0).label == "《标题》"
+
+
+def test_rag_ask_prints_the_short_answer_and_its_story_first(tmp_path, capsys):
+    from rag.cli import main
+
+    rag.Retriever.build(TEST_DATA / "stories", tmp_path / "index", embedder="hash")
+    assert main(["ask", "--index", str(tmp_path / "index"), "台风“卡努”造成了多少直接经济损失？"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "2.1亿元" and lines[1] == "出自 《台风“卡努”影响辽宁 多部门全力应对》（辽宁日报，2023-08-11）"

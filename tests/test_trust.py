@@ -294,7 +294,8 @@ def test_delete_keeps_the_file_for_restore(tiny):
     r = client.delete("/api/documents/wuhan.txt")
     assert r.status_code == 200 and r.json()["removed"] == ["wuhan"] and "wuhan" not in svc.retriever.articles
     assert not (tiny / "data" / "wuhan.txt").exists()
-    assert client.delete("/api/documents/wuhan.txt").status_code == 422
+    gone = client.delete("/api/documents/wuhan.txt")  # no such file any more: 404 naming it
+    assert gone.status_code == 404 and gone.json()["error"] == "not_found" and "wuhan.txt" in gone.json()["detail"]
     assert client.post("/api/documents/restore", json={"name": "wuhan.txt"}).json()["added"] == ["wuhan"]
 
 

@@ -14,7 +14,7 @@ from typing import Any, Iterator
 
 from ..answering.assistant import Assistant
 from ..config import Config
-from ..errors import AccessError, NotReadyError, QueryError, RagError
+from ..errors import AccessError, NotFoundError, NotReadyError, QueryError, RagError
 from ..engines.indexing import UpdateReport
 from ..answering.llm import ChatModel
 from ..records import Answer, Passage
@@ -381,7 +381,7 @@ class Service:
         with self._writing():
             target = inside(self.data_dir, self.data_dir / name)
             if not target.is_file():
-                raise QueryError(f"{name}: no such file in the data folder {self.data_dir}")
+                raise NotFoundError(f"{name}: no such file in the data folder {self.data_dir}")
             stamp = new_stamp()
             os.replace(target, trash_path(self.data_dir, stamp, name))
             try:

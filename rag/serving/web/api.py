@@ -14,7 +14,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ...errors import AccessError, IndexLockedError, NotReadyError, QueryError, RagError, RateLimitError, SourceError
+from ...errors import AccessError, IndexLockedError, NotFoundError, NotReadyError, QueryError, RagError, RateLimitError, SourceError
 from ...reading.sources import MAX_FILE_BYTES
 from ...version import __version__
 from ..service import MAX_K, MAX_UPLOAD_FILES, UPLOAD_SUFFIXES, Service
@@ -183,6 +183,7 @@ _DESCRIPTIONS = {
     400: "the request body could not be parsed (not UTF-8 JSON, or broken multipart)",
     401: "the admin token is missing or wrong (send `Authorization: Bearer <RAG_ADMIN_TOKEN>`)",
     403: "read-only: the app runs on a non-loopback address without RAG_ADMIN_TOKEN",
+    404: "no such file in the data folder (the detail names it)",
     409: "another process is writing the index; retry",
     422: "invalid request: the detail names the field (or the file) and what is expected",
     429: "too many requests from this client; see Retry-After",
@@ -239,6 +240,7 @@ def _writer(request: Request, cred: HTTPAuthorizationCredentials | None = Depend
 
 # each library error as (status, extra headers); AccessError depends on the case, RagError last
 _ERROR_STATUS: list[tuple[type[RagError], int, dict | None]] = [
+    (NotFoundError, 404, None),
     (QueryError, 422, None),
     (SourceError, 422, None),
     (RateLimitError, 429, None),  # Retry-After from the error
@@ -334,7 +336,7 @@ def _add_document_routes(api: FastAPI, service: Service) -> None:
 
     @api.delete("/api/documents/{name}", summary="Remove an article file (kept for restore)",
                 description="The file leaves the data folder and the index; `POST /api/documents/restore` puts it back. " + _WRITES,
-                response_model=DeleteResult, responses=_responses(401, 403, 409, 422, 503))
+                response_model=DeleteResult, responses=_responses(401, 403, 404, 409, 422, 503))
     def delete(name: Annotated[str, PathParam(max_length=300, description="file name in the data folder")],
                who: dict = Depends(_writer)) -> dict:
         return service.delete(name, **who)
