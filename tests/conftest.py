@@ -72,6 +72,23 @@ def serve_app(service):
 REAL_ENCODER_FIXTURES = {"seed_index", "milvus_seed"}  # built with the default (real) embedder
 
 
+def wait_until_ready(proc, url: str, log: Path, tries: int = 600) -> None:
+    """Wait for an ``app.py`` process to report ready on ``url``; fail with its log if it exits or never does."""
+    import urllib.request
+
+    for _ in range(tries):
+        if proc.poll() is not None:
+            pytest.fail(f"app exited with {proc.returncode}: {log.read_text()[-2000:]}")
+        try:
+            with urllib.request.urlopen(url + "/api/health", timeout=2) as r:
+                if b'"ready":true' in r.read():
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    pytest.fail("app did not become ready: " + log.read_text()[-2000:])
+
+
 def pytest_collection_modifyitems(config, items):
     """Tests on the seed index (or Milvus's copy of it) run the real encoder: they belong to the slow
     layer (``-m slow``); ``-m "not slow"`` is the fast layer that needs no model."""

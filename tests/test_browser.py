@@ -6,13 +6,11 @@ import os
 import shutil
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, SEEDS
+from conftest import ROOT, SEEDS, wait_until_ready
 from fake_openai import free_port
 
 pytestmark = pytest.mark.slow
@@ -36,18 +34,7 @@ def app_url(seed_index, tmp_path_factory):
                             stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(600):
-            if proc.poll() is not None:
-                pytest.fail(f"app exited with {proc.returncode}: {(tmp / 'app.log').read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(url + "/api/health", timeout=2) as r:
-                    if b'"ready":true' in r.read():
-                        break
-            except OSError:
-                pass
-            time.sleep(0.2)
-        else:
-            pytest.fail("app did not become ready: " + (tmp / "app.log").read_text()[-2000:])
+        wait_until_ready(proc, url, tmp / "app.log")
         yield url, tmp / "feedback" / "feedback.jsonl"
     finally:
         proc.terminate()

@@ -28,7 +28,7 @@ from rag.reading.sources import decode_bytes, read_bytes, read_file
 from rag.serving.service import Service
 from rag.serving.web.api import make_api
 
-from conftest import ROOT, TEST_DATA
+from conftest import ROOT, TEST_DATA, wait_until_ready
 from fake_openai import free_port
 
 BUDGET = 5.0  # CPU seconds per file (issue 27: "each under 5 s on 2 cores"); CPU, not wall: the machine may be busy
@@ -295,15 +295,7 @@ def test_sigterm_during_a_hostile_upload_exits_within_10_s_and_the_index_checks(
                             stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(900):
-            assert proc.poll() is None, (tiny / "app.log").read_text()[-2000:]
-            try:
-                with urllib.request.urlopen(url + "/api/health", timeout=2) as r:
-                    if b'"ready":true' in r.read():
-                        break
-            except OSError:
-                pass
-            time.sleep(0.2)
+        wait_until_ready(proc, url, tiny / "app.log", tries=900)
         # a hostile upload in flight (refused quickly now, but the signal comes while it is read and parsed)
         boundary = "b0undary"
         body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"deep.html\"\r\n"

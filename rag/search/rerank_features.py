@@ -43,8 +43,6 @@ FEATURE_NAMES = [
 
 _HAN_OR_ALNUM = re.compile(r"[\u3400-\u9fffa-z0-9]")
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
-_MONTH = re.compile(r"(?<!\d)(1[0-2]|0?[1-9])\s*月")
-_YEAR = re.compile(r"((?:19|20)\d{2})\s*年")
 
 
 @dataclass(frozen=True)
@@ -92,8 +90,7 @@ def rerank_features(query: Query, passages: Sequence[Passage], idf: Callable[[st
     q_chars = "".join(c for c in q_norm if _HAN_OR_ALNUM.match(c))
     q_bigrams = _bigrams(q_norm)
     q_numbers = set(_NUMBER.findall(q_norm))
-    month = _MONTH.search(q_norm)
-    year = _YEAR.search(q_norm)
+    month, year = query.month, query.year
     best_fused = max((p.score for p in passages), default=0.0) or 1.0
     best_kw = max((p.keyword_score or 0.0 for p in passages), default=0.0) or 1.0
     cosines = [p.dense_score for p in passages if p.dense_score is not None]
@@ -128,9 +125,9 @@ def rerank_features(query: Query, passages: Sequence[Passage], idf: Callable[[st
         f[15] = sum(x in view.text for x in q_numbers) / len(q_numbers) if q_numbers else -1.0
         date = view.date or ""
         if month and len(date) >= 7:
-            f[16] = 1.0 if int(date[5:7]) == int(month.group(1)) else -1.0
+            f[16] = 1.0 if int(date[5:7]) == month else -1.0
         if year and len(date) >= 4:
-            f[17] = 1.0 if date[:4] == year.group(1) else -1.0
+            f[17] = 1.0 if date[:4] == str(year) else -1.0
         f[18] = chunks_of[p.doc_id]
         f[19] = p.doc_id not in seen
         seen.add(p.doc_id)

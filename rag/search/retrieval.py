@@ -267,8 +267,7 @@ class Retriever:
             top = self._with_cosines(top, vector)
         passages = run_stages(self.stages, q, [self._passage(c) for c in top])
         if prefer_year and self.stages:  # the stages scored afresh: the preferred year weighs in again, as in fusion
-            mark, year = f"{prefer_year}年", str(prefer_year)
-            lifted = {p.chunk_id for p in passages if (p.date or "").startswith(year) or mark in p.text}
+            lifted = {p.chunk_id for p in passages if _of_year(prefer_year, p.date, p.text)}
             passages = sorted(passages, key=lambda p: -(p.score + (YEAR_LIFT if p.chunk_id in lifted else 0.0)))
         return self._duplicates.fold(passages, shown=k)[:k]
 
@@ -302,11 +301,9 @@ class Retriever:
         return self._by_key[key].doc_id
 
     def _year_boost(self, year: int):
-        mark = f"{year}年"
-
         def boost(key: str) -> bool:
             c = self._by_key[key]
-            return (self.articles[c.doc_id].date or "").startswith(str(year)) or mark in c.text
+            return _of_year(year, self.articles[c.doc_id].date, c.text)
 
         return boost
 
@@ -423,3 +420,8 @@ def _reusable_vectors(index_dir: Path | None, identity: dict | None, config: Con
         log.warning("not reusing vectors from %s: %s", index_dir, e)
         return {}
     return {c.id: by_key[row_key(c)] for c in chunks if row_key(c) in by_key}
+
+
+def _of_year(year: int, date: str | None, text: str) -> bool:
+    """A passage of ``year``: its article is dated that year, or the passage names it (``2024年``)."""
+    return (date or "").startswith(str(year)) or f"{year}年" in text

@@ -5,7 +5,7 @@ import logging
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING
 
 from ..config import Config
 from ..reading.chunking import chunk_articles
