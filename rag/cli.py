@@ -12,6 +12,7 @@ from .config import Config
 from .engines.base import ENGINES
 from .reading.sources import formats_named
 from .errors import RagError
+from .records import readable_date
 
 __all__ = ["main", "build_parser"]
 
@@ -96,12 +97,12 @@ def _add_filters(p: argparse.ArgumentParser) -> None:
 
 def cmd_search(args: argparse.Namespace) -> int:
     r = _load(args)
-    ps = r.search(args.query, k=args.k, mode=args.mode, **_filters(args))
+    ps = r.search(args.query, k=args.k, mode=args.mode, per_article=args.per_article or None, **_filters(args))
     if args.json:
         print(json.dumps([p.to_dict() for p in ps], ensure_ascii=False, indent=2))
         return 0
     for i, p in enumerate(ps, 1):
-        print(f"[{i}] {p.score:.4f}  {p.title} — {p.source or '来源不详'} {p.date or ''}  ({p.doc_id})")
+        print(f"[{i}] {p.score:.4f}  {p.title} — {p.source or '来源不详'} {readable_date(p.date, p.month, p.day)}  ({p.doc_id})")
         print("    " + p.text[:160].replace("\n", " ") + ("…" if len(p.text) > 160 else ""))
     return 0
 
@@ -121,7 +122,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
     if a.note:
         print(f"（{a.note}）")
     for i, p in enumerate(a.citations, 1):
-        print(f"[{i}] {p.title} — {p.source or '来源不详'} {p.date or ''}")
+        print(f"[{i}] {p.title} — {p.source or '来源不详'} {readable_date(p.date, p.month, p.day)}")
     return 0
 
 
@@ -352,6 +353,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.add_argument("-k", type=int, default=5, help="how many passages (default 5)")
     p.add_argument("--mode", choices=["hybrid", "dense", "keyword"], default="hybrid", help="retrieval method (default hybrid)")
+    p.add_argument("--per-article", type=int, default=1, metavar="N",
+                   help="passages of one article at most (default 1: each article once; 0: any number)")
     _add_filters(p)
     p.set_defaults(func=cmd_search)
 

@@ -5,7 +5,7 @@ import hashlib
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["Article", "Chunk", "Passage", "Answer", "content_hash", "readable_date"]
+__all__ = ["Article", "Chunk", "Passage", "Answer", "content_hash", "readable_date", "date_parts"]
 
 
 def content_hash(*parts: str, length: int = 16) -> str:
@@ -17,20 +17,46 @@ def content_hash(*parts: str, length: int = 16) -> str:
     return h.hexdigest()[:length]
 
 
-def readable_date(date: str | None) -> str:
-    """An article's date for people: ``2023-07-25`` as is, a date without its year (``--11-29``)
-    as ``11月29日（未注明年份）``, none as empty."""
-    if date and date.startswith("--") and len(date) == 7:
-        return f"{int(date[2:4])}月{int(date[5:7])}日（未注明年份）"
-    return date or ""
+def date_parts(stated: str | None) -> tuple[str | None, int | None, int | None]:
+    """An article's stated date (as the index keeps it: ``2021-12-03``, ``2021``, or ``--11-29``,
+    ISO 8601's month and day without a year) as ``(date, month, day)``: ``date`` the ISO date when
+    the year is known, else None; ``month`` and ``day`` whenever the text states them.
+
+    Example::
+
+        date_parts("2021-12-03")  # ('2021-12-03', 12, 3)
+        date_parts("--11-29")     # (None, 11, 29)
+        date_parts("2021")        # ('2021', None, None)
+    """
+    if not stated:
+        return None, None, None
+    if len(stated) == 7 and stated.startswith("--") and stated[2:4].isdigit() and stated[5:7].isdigit():
+        return None, int(stated[2:4]), int(stated[5:7])
+    if len(stated) == 10 and stated[5:7].isdigit() and stated[8:10].isdigit():
+        return stated, int(stated[5:7]), int(stated[8:10])
+    return stated, None, None
+
+
+def readable_date(date: str | None, month: int | None = None, day: int | None = None) -> str:
+    """A date for people: ``2023-07-25`` as is, a month and day without a year (``month=11, day=29``,
+    or the stored ``--11-29``) as ``11月29日（未注明年份）``, none as empty."""
+    if date and date.startswith("--"):
+        date, month, day = date_parts(date)
+    if date:
+        return date
+    if month and day:
+        return f"{month}月{day}日（未注明年份）"
+    return ""
 
 
 @dataclass(frozen=True)
 class Article:
     """One clean news article.
 
-    ``date`` is ISO 8601 and holds only what the text states: ``2021-12-03``,
-    ``--11-29`` (month and day, year not given) or ``None``.
+    ``date`` is ISO 8601 and holds only what the text states: ``2021-12-03``, ``2021``,
+    ``--11-29`` (ISO 8601's month and day without a year) or ``None``; it is what the index's
+    ``articles.jsonl`` keeps. ``date_parts(article.date)`` splits it as a search result shows it
+    (``Passage.date`` / ``month`` / ``day``).
     """
 
     id: str
@@ -85,6 +111,11 @@ class Passage:
     candidates).
     ``also_in`` lists other outlets that carried the same story, ``same_story`` the ids of
     those articles (folded into this passage, each story shown once).
+
+    ``date`` is the article's ISO date when its year is known (``2021-12-03``, or ``2021`` when only
+    the year is stated), else None; ``month`` and ``day`` are what the article states of them,
+    also without a year: an article dated 11月29日 with no year has ``date=None, month=11, day=29``
+    (the chat shows 11月29日（未注明年份）). A stored date ``--11-29`` given as ``date`` is split so.
     """
 
     doc_id: str
@@ -103,12 +134,21 @@ class Passage:
     dense_rank: int | None = None
     keyword_score: float | None = None
     keyword_rank: int | None = None
+    month: int | None = None
+    day: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.date and (self.date.startswith("--") or (self.month is None and len(self.date) == 10)):
+            date, month, day = date_parts(self.date)
+            object.__setattr__(self, "date", date)
+            object.__setattr__(self, "month", month)
+            object.__setattr__(self, "day", day)
 
     @property
     def label(self) -> str:
         """Which story this is, in one line: ``《title》（outlet，date）`` with what is known."""
-        return f"《{self.title}》" + (f"（{'，'.join(x for x in (self.source, readable_date(self.date)) if x)}）"
-                                     if self.source or self.date else "")
+        when = readable_date(self.date, self.month, self.day)
+        return f"《{self.title}》" + (f"（{'，'.join(x for x in (self.source, when) if x)}）" if self.source or when else "")
 
     @property
     def context(self) -> str:

@@ -13,9 +13,38 @@ def test_search_returns_passages_with_metadata(retriever):
     assert all(isinstance(p, rag.Passage) for p in ps)
     top = ps[0]
     assert top.doc_id == "000_4627bb9fbf4571c3"
-    assert top.source == "长江日报" and top.date == "--11-29"
+    # dated 11月29日 without a year: no year as data (date None), month and day as numbers
+    assert top.source == "长江日报" and (top.date, top.month, top.day) == (None, 11, 29)
+    assert top.label.endswith("（长江日报，11月29日（未注明年份））")
     assert [p.score for p in ps] == sorted((p.score for p in ps), reverse=True)
     assert any("三峽數字科技平臺項目" in p.text for p in ps)
+
+
+def test_search_shows_each_article_once_unless_asked(retriever):
+    ps = retriever.search("江岸签约了哪些项目？", k=3)
+    assert len({p.doc_id for p in ps}) == len(ps)
+    several = retriever.search("江岸签约了哪些项目？", k=3, per_article=None)
+    assert len({p.doc_id for p in several}) < len(several)  # the README's example: chunks of one article
+    assert several[0].chunk_id == ps[0].chunk_id
+    two = retriever.search("江岸签约了哪些项目？", k=5, per_article=2)
+    assert max(sum(p.doc_id == d for p in two) for d in {p.doc_id for p in two}) <= 2
+    with pytest.raises(rag.QueryError, match="per_article must be a whole number of at least 1"):
+        retriever.search("江岸", per_article=0)
+
+
+def test_a_date_splits_into_parts_a_program_can_use():
+    from rag.records import date_parts, readable_date
+
+    assert date_parts("2021-12-03") == ("2021-12-03", 12, 3)
+    assert date_parts("--11-29") == (None, 11, 29)
+    assert date_parts("2021") == ("2021", None, None)
+    assert date_parts(None) == (None, None, None)
+    p = rag.Passage("d", "t", "2021-12-03", "s", "x", 1.0)
+    assert (p.date, p.month, p.day) == ("2021-12-03", 12, 3)
+    assert p.to_dict()["date"] == "2021-12-03"
+    no_year = rag.Passage("d", "t", "--11-29", "s", "x", 1.0).to_dict()
+    assert (no_year["date"], no_year["month"], no_year["day"]) == (None, 11, 29)
+    assert readable_date(None, 11, 29) == readable_date("--11-29") == "11月29日（未注明年份）"
 
 
 @pytest.mark.parametrize(
@@ -117,10 +146,25 @@ def test_every_hybrid_passage_has_its_cosine_even_outside_the_dense_candidates(r
     narrow = rag.Retriever(config=retriever.config, embedder=retriever.embedder, articles=retriever.articles,
                            chunks=retriever.chunks, engine=_FewDense(retriever.engine), manifest=retriever.manifest)
     q = "宝钢黄石新港二期工程是哪一年开工的？"
-    cosine = {p.chunk_id: p.dense_score for p in retriever.search(q, k=50, mode="dense")}
+    cosine = {p.chunk_id: p.dense_score for p in retriever.search(q, k=50, mode="dense", per_article=None)}
     ps = narrow.search(q, k=5)
     outside = [p for p in ps if p.dense_rank is None]
     assert outside, "the test needs passages the two dense candidates do not cover"
     for p in ps:
         assert p.dense_score == pytest.approx(cosine[p.chunk_id], abs=1e-5)
     assert max(p.dense_score for p in outside) <= min(p.dense_score for p in ps if p.dense_rank is not None) + 1e-6
+
+
+def test_rag_search_prints_each_article_once_with_dates_a_program_can_parse(seed_index, capsys):
+    import json
+
+    from rag.cli import main
+
+    assert main(["search", "--index", str(seed_index), "江岸签约了哪些项目？", "-k", "3", "--json"]) == 0
+    ps = json.loads(capsys.readouterr().out)
+    assert len({p["doc_id"] for p in ps}) == len(ps) == 3
+    assert (ps[0]["date"], ps[0]["month"], ps[0]["day"]) == (None, 11, 29)
+    assert "--" not in json.dumps([p["date"] for p in ps])
+    assert main(["search", "--index", str(seed_index), "江岸签约了哪些项目？", "-k", "3", "--per-article", "0"]) == 0
+    text = capsys.readouterr().out
+    assert "长江日报 11月29日（未注明年份）" in text and "--11-29" not in text

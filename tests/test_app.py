@@ -41,6 +41,12 @@ def test_search(client):
     assert r.status_code == 200
     ps = r.json()["passages"]
     assert len(ps) == 3 and ps[0]["doc_id"] == "000_4627bb9fbf4571c3" and ps[0]["source"] == "长江日报"
+    assert len({p["doc_id"] for p in ps}) == 3  # each article once unless asked otherwise
+    assert (ps[0]["date"], ps[0]["month"], ps[0]["day"]) == (None, 11, 29)  # no year stated: data, not "--11-29"
+    several = client.post("/api/search", json={"query": Q, "k": 3, "per_article": None}).json()["passages"]
+    assert len({p["doc_id"] for p in several}) < 3
+    props = client.get("/openapi.json").json()["components"]["schemas"]["PassageOut"]["properties"]
+    assert {"date", "month", "day"} <= set(props)
 
 
 def test_search_filters_by_publication(client):

@@ -27,7 +27,7 @@ class FakeRetriever:
     reader_encoder: object = None  # no token states: the reader ranks on lexical features alone
     calls: list[dict] = field(default_factory=list)
 
-    def search(self, query, k=5, *, sources=None, date_from=None, date_to=None, prefer_year=None):
+    def search(self, query, k=5, *, sources=None, date_from=None, date_to=None, prefer_year=None, per_article=1):
         assert isinstance(query, Query)  # cleaned once, by the Assistant
         self.calls.append({"query": query.text, "k": k, "sources": sources, "date_from": date_from,
                            "date_to": date_to, "prefer_year": prefer_year})

@@ -12,7 +12,7 @@ from ..embedding.base import E5_SMALL as CALIBRATED_FOR
 from ..errors import LLMError, QueryError
 from .extractive import Sentence, best_sentence, compose, select_sentences, variants
 from .followup import rewrite, rewrite_with_llm
-from .llm import ChatModel, build_messages, check_citations
+from .llm import ChatModel, build_messages, build_short_messages, check_citations
 from ..query import Query
 from .reader.reader import Reader, Span
 from .reader.neural import PairEncoder
@@ -35,7 +35,7 @@ class Searcher(Protocol):
     config: Config
 
     def search(self, query: Query, k: int = 5, *, sources=None, date_from=None, date_to=None,
-               prefer_year: int | None = None) -> list[Passage]: ...
+               prefer_year: int | None = None, per_article: int | None = 1) -> list[Passage]: ...
 
     def idf(self, token: str) -> float: ...
 
@@ -82,7 +82,8 @@ class Assistant:
                  reader: Reader | None = None) -> None:
         self.retriever = retriever
         self.config = config or retriever.config
-        # the language model is optional: none configured (llm_base_url empty) means extractive answers
+        # the language model is optional: none configured (llm_base_url and llm_gguf empty) means
+        # extractive answers; an endpoint or an in-process GGUF model, the same stream() either way
         self.llm = llm if llm is not None else ChatModel.from_config(self.config)
         # the span reader that finds the short answer (the trained one in the package by default)
         self.reader = reader if reader is not None else shared_reader()
@@ -107,7 +108,7 @@ class Assistant:
         if extra:  # the articles may say "首期" where the question says "一期"
             q = Query.of(f"{q.text} {' '.join(extra)}")
         n = max(5, k or self.config.answer_passages)
-        passages = self.retriever.search(q, n, prefer_year=question.year, **filters)
+        passages = self.retriever.search(q, n, prefer_year=question.year, per_article=None, **filters)
         terms = question.topic_words
         coverage = max((self._coverage(terms, p) for p in passages[:3]), default=0.0)
         dense = max((p.dense_score for p in passages[:3] if p.dense_score is not None), default=0.0)
@@ -184,7 +185,7 @@ class Assistant:
         ev = self.evidence(q, k=k, sources=sources, date_from=date_from, date_to=date_to)
         n = k or self.config.answer_passages
         extractive = self._extractive(q, ev, n, asked)
-        if self.llm is None or not extractive.grounded:
+        if self.llm is None or not extractive.grounded or (self.config.llm_when == "unsure" and extractive.short):
             yield extractive
             return
         passages = ev.passages[:n]
@@ -192,8 +193,12 @@ class Assistant:
         evidence = None
         if extractive.short:
             evidence = (extractive.short, extractive.highlights[0], passages.index(extractive.citations[0]))
+        use = self.config.llm_use or getattr(self.llm, "default_use", "hint")
+        if use == "short":
+            yield self._llm_short(q, passages, extractive, evidence)
+            return
         try:
-            for piece in self.llm.stream(build_messages(q.text, passages, history, evidence)):
+            for piece in self.llm.stream(build_messages(q.text, passages, history, evidence if use == "hint" else None)):
                 text += piece
                 yield text
         except LLMError as e:
@@ -207,9 +212,27 @@ class Assistant:
             return
         note = f"已去掉{checked.removed}处指向未提供资料的引用。" if checked.removed else ""
         citations = [passages[i] for i in checked.used]
+        # the reader's short answer stays when the model's answer says it too
+        short = extractive.short if extractive.short and compact(extractive.short) in compact(checked.text) else ""
         yield Answer(text=checked.text, citations=citations, grounded=True,
                      highlights=[best_sentence(p.text, checked.text) for p in citations],
-                     query=ev.query, note=note, question=q.text)
+                     query=ev.query, note=note, question=q.text, short=short)
+
+    def _llm_short(self, q: Query, passages: list[Passage], extractive: Answer, evidence) -> Answer:
+        """Config.llm_use "short": the model writes only the short answer; the text stays extractive.
+        The model's short answer is kept only when the answer's cited sentences hold it word for word,
+        so it is as well sourced as the reader's; otherwise the reader's stands."""
+        try:
+            reply = "".join(self.llm.stream(build_short_messages(q.text, passages, evidence)))
+        except LLMError as e:
+            log.warning("language model failed, the reader's short answer instead: %s", e)
+            return extractive
+        short = reply.strip().splitlines()[0].strip(" 。，,.：:“”\"'[]［］") if reply.strip() else ""
+        short = to_traditional(short) if is_traditional(q.text) else to_simplified(short)
+        if not short or short == "无" or compact(short) not in compact(extractive.text):
+            log.info("model's short answer %r is not in the cited sentences; keeping the reader's", reply[:80])
+            return extractive
+        return replace(extractive, short=short)
 
     def _extractive(self, q: Query, ev: Evidence, n: int, asked: Query | None = None) -> Answer:
         """The extractive answer to ``q`` from the evidence. For a follow-up, ``asked`` is what the

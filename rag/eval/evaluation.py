@@ -263,7 +263,7 @@ def evaluate(
             query = _retrieval_query(q)
             for m in modes:
                 t0 = time.perf_counter()
-                ps = searchers[m].search(query, k=pool, mode="hybrid" if m == "fused" else m)
+                ps = searchers[m].search(query, k=pool, mode="hybrid" if m == "fused" else m, per_article=None)
                 search_lat[m].append(time.perf_counter() - t0)
                 ranks[m].append(first_relevant_rank(ps, q))
                 if q.kind:

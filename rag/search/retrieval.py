@@ -238,9 +238,12 @@ class Retriever:
         date_to: str | None = None,
         mode: Mode = "hybrid",
         prefer_year: int | None = None,
+        per_article: int | None = 1,
     ) -> list[Passage]:
         """The ``k`` best passages for ``query``, best first, each story once (near-identical
-        articles of other outlets folded into ``also_in``).
+        articles of other outlets folded into ``also_in``) and, by default, one passage per
+        article: its best. ``per_article=3`` allows up to three passages of one article, ``None``
+        any number (what the Assistant and evaluation read).
 
         Filters: ``sources`` (publication names), ``date_from`` / ``date_to`` (ISO dates,
         inclusive). ``mode``: ``hybrid`` (both, fused as ``config.fusion`` says), ``dense`` or ``keyword``.
@@ -254,6 +257,8 @@ class Retriever:
             raise QueryError(f"mode must be hybrid, dense or keyword, got {mode!r}")
         if mode == "dense" and self.embedder is None:
             raise QueryError("this index is keyword-only (built with dense=False): use mode='keyword' or 'hybrid'")
+        if per_article is not None and (isinstance(per_article, bool) or not isinstance(per_article, int) or per_article < 1):
+            raise QueryError(f"per_article must be a whole number of at least 1 (or None: any number), got {per_article!r}")
         # what fusion hands on to the stages and the fold: enough for the deepest stage (the reranker's 40)
         fetch = max([self.config.overfetch * k, *(getattr(s, "depth", 0) for s in self.stages)])
         dense, keyword, vector = self._candidates(q, mode, fetch, ArticleFilter.make(sources, date_from, date_to))
@@ -269,6 +274,8 @@ class Retriever:
         if prefer_year and self.stages:  # the stages scored afresh: the preferred year weighs in again, as in fusion
             lifted = {p.chunk_id for p in passages if _of_year(prefer_year, p.date, p.text)}
             passages = sorted(passages, key=lambda p: -(p.score + (YEAR_LIFT if p.chunk_id in lifted else 0.0)))
+        if per_article is not None:
+            passages = _at_most_per_article(passages, per_article)
         return self._duplicates.fold(passages, shown=k)[:k]
 
     def _candidates(self, q: Query, mode: Mode, fetch: int, where: ArticleFilter | None):
@@ -420,6 +427,17 @@ def _reusable_vectors(index_dir: Path | None, identity: dict | None, config: Con
         log.warning("not reusing vectors from %s: %s", index_dir, e)
         return {}
     return {c.id: by_key[row_key(c)] for c in chunks if row_key(c) in by_key}
+
+
+def _at_most_per_article(passages: list[Passage], n: int) -> list[Passage]:
+    """The passages in order, without those of an article that already has ``n`` before them."""
+    seen: dict[str, int] = {}
+    kept = []
+    for p in passages:
+        seen[p.doc_id] = seen.get(p.doc_id, 0) + 1
+        if seen[p.doc_id] <= n:
+            kept.append(p)
+    return kept
 
 
 def _of_year(year: int, date: str | None, text: str) -> bool:

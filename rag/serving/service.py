@@ -256,9 +256,10 @@ class Service:
 
     # --- reading (open to everyone) --------------------------------------------------------------
     def search(self, query: str, k: int = 5, *, sources: list[str] | None = None,
-               date_from: str | None = None, date_to: str | None = None) -> list[Passage]:
-        """Passages for ``query`` (``Retriever.search`` on the live index)."""
-        return self._retriever().search(query, k, sources=sources or None, date_from=date_from, date_to=date_to)
+               date_from: str | None = None, date_to: str | None = None, per_article: int | None = 1) -> list[Passage]:
+        """Passages for ``query`` (``Retriever.search`` on the live index; one per article unless ``per_article``)."""
+        return self._retriever().search(query, k, sources=sources or None, date_from=date_from, date_to=date_to,
+                                        per_article=per_article)
 
     def ask(self, question: str, history: list[dict] | None = None, *, k: int | None = None,
             sources: list[str] | None = None, date_from: str | None = None, date_to: str | None = None) -> Answer:

@@ -51,6 +51,8 @@ class SearchBody(DateRange):
     query: Query = Field(..., description="keywords or a question", examples=["江岸签约了哪些项目？"])
     k: K = 5
     sources: list[Publication] | None = Field(None, max_length=50, description="only these publications (GET /api/health lists them)")
+    per_article: Annotated[StrictInt, Field(ge=1, le=MAX_K)] | None = Field(
+        1, description="passages of one article at most (default 1: each article once; null: any number)")
 
 
 class FilterBody(DateRange):
@@ -91,7 +93,10 @@ class ErrorBody(BaseModel):
 class PassageOut(BaseModel):  # the REST schema of rag.records.Passage.to_dict(): the same fields, by design
     doc_id: str
     title: str
-    date: str | None
+    date: str | None = Field(..., description="ISO date when the year is known: 2021-12-03 (or 2021 when only the "
+                             "year is stated); null when the article states no year", examples=["2021-12-03"])
+    month: int | None = Field(None, description="the month the article states (1-12), also without a year; else null")
+    day: int | None = Field(None, description="the day of the month the article states, also without a year; else null")
     source: str | None
     text: str
     score: float
@@ -291,7 +296,8 @@ def _add_reading_routes(api: FastAPI, service: Service) -> None:
     @api.post("/api/search", summary="Passages for a query", response_model=SearchResult,
               responses=_responses(400, 422, 503))
     def search(body: SearchBody) -> dict:
-        passages = service.search(body.query, body.k, sources=body.sources, date_from=body.date_from, date_to=body.date_to)
+        passages = service.search(body.query, body.k, sources=body.sources, date_from=body.date_from, date_to=body.date_to,
+                                  per_article=body.per_article)
         return {"passages": [p.to_dict() for p in passages]}
 
     @api.post("/api/ask", summary="A cited answer", response_model=AnswerOut, responses=_responses(400, 422, 503))

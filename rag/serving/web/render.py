@@ -52,8 +52,8 @@ def _highlighted(passage: str, sentence: str, span: str = "") -> str:
     return html.escape(passage[:i]) + "<mark>" + inner + "</mark>" + html.escape(passage[j:])
 
 
-def _date(d: str | None) -> str:
-    return readable_date(d) or "日期不详"
+def _date(p: Passage) -> str:
+    return readable_date(p.date, p.month, p.day) or "日期不详"
 
 
 def _also(p: Passage) -> str:
@@ -73,7 +73,7 @@ def _cards(answer: Answer, id_prefix: str) -> str:
     cards = []
     for n, p in enumerate(answer.citations, 1):
         hl = answer.highlights[n - 1] if n - 1 < len(answer.highlights) else ""
-        meta = " · ".join(html.escape(x) for x in (p.source or "来源不详", _date(p.date), _also(p)) if x)
+        meta = " · ".join(html.escape(x) for x in (p.source or "来源不详", _date(p), _also(p)) if x)
         title = html.escape(p.title)
         if p.url:
             title = f'<a href="{html.escape(p.url)}" target="_blank" rel="noopener">{title}</a>'
@@ -99,7 +99,7 @@ def inline_sources_html(answer: Answer) -> str:
     if not answer.citations:
         return ""
     heads = "".join(
-        f'<span class="inline-src">[{n}] {html.escape(p.title)} · {html.escape(p.source or "来源不详")} · {html.escape(_date(p.date))}</span>'
+        f'<span class="inline-src">[{n}] {html.escape(p.title)} · {html.escape(p.source or "来源不详")} · {html.escape(_date(p))}</span>'
         for n, p in enumerate(answer.citations, 1)
     )
     return (f'<details class="inline-sources"><summary><b>出处</b>（点开看原文）{heads}</summary>'
@@ -189,5 +189,6 @@ def upload_files(service: Service, paths: list | None, token: str | None = None,
 
 def feedback_source(p: Passage) -> dict:
     """What a vote records of a cited passage: enough to find it again, not its text."""
-    return {"doc_id": p.doc_id, "chunk_id": p.chunk_id, "title": p.title, "source": p.source, "date": p.date}
+    return {"doc_id": p.doc_id, "chunk_id": p.chunk_id, "title": p.title, "source": p.source, "date": p.date,
+            "month": p.month, "day": p.day}
 
