@@ -11,7 +11,7 @@ First the head alone on e5's frozen layers (``head_epochs``), then the layers an
 (``tune_epochs``, AdamW with warm-up and linear decay; the layers at ``tune_lr``, the head at 1e-3).
 Training questions get their scores from models trained without them (out-of-fold), so the trees
 learn how far to trust the head on questions it has not seen. Torch is needed here only; the shipped
-head runs with numpy and the layers as an int8 ONNX graph (``rag.embedding.int8.TopLayers``).
+head runs with numpy and the layers as an int8 ONNX graph (``rag.embedding.int8_graph.TopLayers``).
 """
 from __future__ import annotations
 

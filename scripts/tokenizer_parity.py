@@ -15,7 +15,7 @@ from pathlib import Path
 
 from engine_tokens import engine_token_ids  # the C harness (also used by the tests)
 from rag.embedding.e5_folder import resolve_e5_small
-from rag.embedding.int8 import OnnxInt8Encoder
+from rag.embedding.int8_graph import OnnxInt8Encoder
 from rag.embedding.tokenization import load_tokenizer
 from rag.reading.sources import read_articles
 

@@ -406,7 +406,7 @@ def write_card(out: Path, meta: dict, results: dict, argv: list[str]) -> None:
 alongside (`<s> query: question </s></s> sentence </s>`, `Int8Embedder.pair_states`). The int8 e5-small
 graph the index runs gives layer 8's token states; the reader's own copy of e5-small's layers 9–11
 (`top_layers.npz`, float16, initialised from e5's weights and fine-tuned with the head) runs on them as
-a second int8 ONNX graph (`rag.embedding.int8.TopLayers`, built once and cached); the head reads that
+a second int8 ONNX graph (`rag.embedding.int8_graph.TopLayers`, built once and cached); the head reads that
 copy's last layer and layer 8 side by side, with numpy. Trained with torch (`scripts/span_head.py`:
 {neural['head_epochs']} epoch(s) of the head alone on e5's own layers, AdamW 1e-3, then {neural.get('tune_epochs', 0)} epoch(s) of
 the layers (learning rate {neural.get('tune_lr', 0)}, warm-up and linear decay) and the head together; softmax over each

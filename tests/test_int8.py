@@ -1,4 +1,4 @@
-"""rag.embedding.int8 (and its float graph, rag.embedding.onnx_graph): the default e5-int8 and int8:<folder>;
+"""rag.embedding.int8 (its graph, rag.embedding.int8_graph, and the float graph, rag.embedding.onnx_graph): the default e5-int8 and int8:<folder>;
 graph correctness, int8 agreement, no torch, refusal."""
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 
 import rag
 from rag.embedding.e5_folder import ensure_e5_folder
-from rag.embedding.int8 import OnnxInt8Encoder, build_int8_graph
+from rag.embedding.int8_graph import OnnxInt8Encoder, build_int8_graph
 from rag.embedding.onnx_graph import encoder_graph
 from rag.embedding.st_folder import read_safetensors
 from rag.errors import EmbedderError, IndexMismatchError

