@@ -59,7 +59,12 @@ class EmbedderError(RagError):
 
 
 class QueryError(RagError, ValueError):
-    """A query is empty or otherwise unusable."""
+    """A query is empty or otherwise unusable; for a refused upload, ``problems`` holds the
+    SourceError of each thing wrong with its files (their messages are joined in this one's)."""
+
+    def __init__(self, message: str = "", *, problems: "tuple[SourceError, ...] | list[SourceError]" = ()) -> None:
+        self.problems = tuple(problems)
+        super().__init__(message)
 
 
 class NotFoundError(QueryError):

@@ -278,11 +278,11 @@ def test_serves_an_article_added_by_another_process_without_restart(tiny_service
 def test_requests_in_flight_keep_the_retriever_they_started_with(tiny_service, tmp_path):
     import rag
 
-    before = tiny_service._retriever()
+    before = tiny_service.live_retriever()
     new = tmp_path / "yuehu.txt"
     new.write_text(NEW_ARTICLE, encoding="utf-8")
     rag.Retriever.load(tiny_service.index_dir).add([new])  # another writer (same process, other object)
-    assert tiny_service._retriever() is before  # the new generation loads in the background
+    assert tiny_service.live_retriever() is before  # the new generation loads in the background
     after = tiny_service.wait_for_reload()
     assert after is not before and "yuehu" in after.articles
     assert "yuehu" not in before.articles and before.search("月湖观鸟台", k=3)  # the old one still answers
@@ -322,10 +322,10 @@ def test_upload_tab_handler_reports_in_chinese(tiny_service, tmp_path):
     report = render.upload_files(tiny_service, [str(src / "yuehu.md"), str(src / "mixed.jsonl")])
     assert "yuehu.md：新文件" in report and "mixed.jsonl：新文件" in report
     assert "新增文章 2 篇" in report and "嵌入 " in report and " 秒" in report
-    assert "1 处无法读取" in report and "mixed.jsonl:2: malformed JSON" in report.split("无法读取")[1]
+    assert "1 处无法读取" in report and "mixed.jsonl 第 2 行：JSON 格式错误（第 1 列）；已跳过此行" in report.split("无法读取")[1]
     (src / "broken.jsonl").write_text('{"title": "无正文"}\nnot json\n', encoding="utf-8")
     refused = render.upload_files(tiny_service, [str(src / "broken.jsonl")])
-    assert refused.startswith("⚠ 未上传，没有保存任何文件") and "broken.jsonl:1: field 'id' is missing" in refused
+    assert refused.startswith("⚠ 未上传，没有保存任何文件") and "broken.jsonl 第 1 行：缺少 id 字段或 id 为空" in refused
     assert not (tiny_service.data_dir / "broken.jsonl").exists()
     (src / "notes.docx").write_bytes(b"PK")
     refused = render.upload_files(tiny_service, [str(src / "notes.docx")])

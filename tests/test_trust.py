@@ -1,6 +1,7 @@
 """Who may change the corpus, what an upload must pass before it is saved, undo, and bounded feedback."""
 from __future__ import annotations
 
+import html
 import json
 import re
 import os
@@ -75,7 +76,7 @@ def test_with_a_token_an_upload_without_it_is_refused_and_nothing_changes(tiny):
     for call in (lambda: client.delete("/api/documents/wuhan.txt"), lambda: client.get("/api/documents/kept"),
                  lambda: client.post("/api/documents/restore", json={"name": "wuhan.txt"})):
         assert call().status_code == 401
-    assert _snapshot(tiny / "data") == before and sorted(svc._retriever().articles) == articles
+    assert _snapshot(tiny / "data") == before and sorted(svc.live_retriever().articles) == articles
     assert client.get("/api/health").json()["writes"] == "token"
     assert client.post("/api/search", json={"query": "九江", "k": 1}).status_code == 200  # reading stays open
 
@@ -239,6 +240,61 @@ def test_names_cannot_escape_the_data_folder(tiny, raw, match):
     assert elsewhere() == outside
 
 
+# words a Chinese refusal may keep: formats, encodings, field names, the example name
+_KEPT_WORDS = {"YAML", "HTML", "JSON", "NUL", "UTF", "Big", "txt", "jsonl", "html", "htm", "md", "title", "date",
+               "source", "url", "text", "article", "U", "KB", "MB", "id", "GB", "markdown"}
+
+
+@pytest.mark.parametrize(
+    "name, content, says",
+    [
+        ("page.html", "九江港吞吐量创新高，全年完成货物吞吐量一亿吨。".encode(), "不是 HTML：没有找到标签"),
+        ("meta.md", b"---\ntitle: [unclosed\n---\n\xe6\xad\xa3\xe6\x96\x87", "YAML 前置元数据无效"),
+        ("alias.md", b"---\na: &x 1\nb: *x\n---\n\xe6\xad\xa3\xe6\x96\x87", "不允许使用别名"),
+        ("feed.jsonl", b'{"title": "no id"}\nnot json\n', "feed.jsonl 第 1 行：缺少 id 字段"),
+        ("empty.txt", b" \n ", "empty.txt：空文件"),
+        ("latin.txt", "Zürich réunion économique à Montréal ".encode("cp1252") * 40, "latin.txt：无法解码"),
+        ("nul.txt", b"\x00\x01" * 100, "二进制文件"),
+        ("big.txt", b"a" * (16 * 2**20 + 1), "big.txt：文件大小 16 MB，每个文件上限 16 MB"),
+        ("notes.docx", b"PK\x03\x04", "notes.docx：不支持的文件类型 '.docx'"),
+        (".hidden.txt", ARTICLE.encode(), "以点开头（隐藏文件）"),
+        ("deep.html", b"<html><body>" + b"<div>" * 300 + "正文".encode() + b"</div>" * 300, "HTML 元素嵌套超过 256 层"),
+        ("attrs.html", b"<p " + b" ".join(b"a%d=1" % i for i in range(300)) + b">x</p>", "属性超过 256 个"),
+    ],
+)
+def test_the_upload_tab_explains_a_refusal_in_chinese(tiny, tmp_path, name, content, says):
+    f = tmp_path / "uploads" / name
+    f.parent.mkdir(exist_ok=True)
+    f.write_bytes(content)
+    svc = _service(tiny)
+    report = html.unescape(render.upload_files(svc, [str(f)]))
+    assert report.startswith("⚠ 未上传，没有保存任何文件：") and says in report, report
+    english = set(re.findall(r"[A-Za-z]+", re.sub(r"<\w+>", "", report.replace(name, "")))) - _KEPT_WORDS - {Path(name).suffix[1:]}
+    assert not english, report
+    assert not (tiny / "data" / name).exists()
+
+
+def test_refused_writes_are_logged_with_the_client_address(tiny, tmp_path, caplog):
+    svc = _service(tiny, admin_token=TOKEN)
+    client = TestClient(app.make_app(svc))
+    with caplog.at_level("WARNING", logger="rag.serving"):
+        assert _upload(client, "yuehu.txt", ARTICLE.encode()).status_code == 401
+        assert client.delete("/api/documents/nothing.txt", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 404
+        assert _upload(client, "notes.docx", b"PK", TOKEN).status_code == 422
+        f = tmp_path / "yuehu.txt"
+        f.write_text(ARTICLE, encoding="utf-8")
+        assert render.upload_files(svc, [str(f)], "guess", client="198.51.100.7").startswith("⚠ 未上传")
+    lines = [r.getMessage() for r in caplog.records]
+    assert any("refused POST /api/documents from testclient: 401" in m for m in lines), lines
+    assert any("refused DELETE /api/documents/nothing.txt from testclient: 404" in m for m in lines), lines
+    assert any("refused POST /api/documents from testclient: 422 notes.docx" in m for m in lines), lines
+    assert any("refused upload (chat) of yuehu.txt from 198.51.100.7" in m for m in lines), lines
+    read_only = TestClient(app.make_app(_service(tiny, local_only=False)))
+    with caplog.at_level("WARNING", logger="rag.serving"):
+        assert read_only.post("/api/documents/restore", json={"name": "x.txt"}).status_code == 403
+    assert "refused POST /api/documents/restore from testclient: 403" in caplog.text
+
+
 def test_plain_unicode_names_are_kept():
     assert check_file_name(" 长江日报·武汉 2021（上）.md ") == "长江日报·武汉 2021（上）.md"
     assert check_file_name("ｆｕｌｌ.txt") == "ｆｕｌｌ.txt"
@@ -359,7 +415,7 @@ def test_the_upload_tab_asks_for_the_token(tiny, tmp_path):
     report = render.upload_files(svc, [str(f)], TOKEN)
     assert "yuehu.txt：更新（替换了同名文件，旧文件已保留）" in report and "POST /api/documents/restore" in report
     read_only = _service(tiny, local_only=False)
-    assert render.upload_files(read_only, [str(f)], TOKEN).startswith("⚠ 未上传：本服务为只读。")
+    assert render.upload_files(read_only, [str(f)], TOKEN).startswith("⚠ 未上传：本服务为只读：")
     token_box = [c for c in TestClient(app.make_app(_service(tiny))).get("/config").json()["components"]
                  if c.get("props", {}).get("label") == "管理口令（RAG_ADMIN_TOKEN）"]
     assert token_box[0]["props"]["visible"] is False  # loopback without a token: no key to ask for

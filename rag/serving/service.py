@@ -14,13 +14,12 @@ from typing import Any, Iterator
 
 from ..answering.assistant import Assistant
 from ..config import Config
-from ..errors import AccessError, NotFoundError, NotReadyError, QueryError, RagError
+from ..errors import AccessError, NotFoundError, NotReadyError, QueryError, RagError, SourceError
 from ..engines.indexing import UpdateReport
 from ..answering.llm import ChatModel
 from ..records import Answer, Passage
 from ..loading import freeze_survivors, kept_out_of_collections
 from ..search.retrieval import Retriever
-from ..engines.store import IndexStore
 from .datafolder import TRASH_DIR, check_file_name, inside, kept_versions, prune, restore, trash_path
 from .datafolder import stamp as new_stamp
 from .feedback import FeedbackLimits, FeedbackLog
@@ -123,6 +122,7 @@ class Service:
         self._lock = threading.Lock()
         self._feedback = FeedbackLog(self.feedback_dir, feedback_limits)
         self._reload_lock = threading.Lock()  # one request at a time loads a new generation
+        self._reloading = threading.Event()  # set while a new generation loads in the background
         self._write_lock = threading.Lock()  # changes of this process one after another
         self._closing = threading.Event()  # set by close(): no change begins after it
 
@@ -210,22 +210,32 @@ class Service:
     def _set_ready_status(self, r: Retriever) -> None:
         self.status = f"就绪：{len(r.articles)} 篇文章，{len(r.chunks)} 个段落"
 
-    def _retriever(self) -> Retriever:
-        """The live retriever. When another process published a generation (``rag add``, ``rag
-        sync``), the first request to notice starts loading it in the background (one small file
-        is read to know) and every request goes on with the loaded one until the new one is
-        ready: a large archive takes seconds to load and nobody waits for it. Every request
-        finishes on the retriever it started with."""
+    def live_retriever(self) -> Retriever:
+        """The Retriever requests are answered from now; NotReadyError (503) while none is loaded.
+
+        This is the one home of answering while loading. A Retriever never changes: when another
+        process published a generation (``rag add``, ``rag sync``), the first request to notice
+        (``Retriever.superseded``: one small file is read) starts loading it in the background
+        (``Retriever.latest``, under :func:`rag.loading.kept_out_of_collections`) and every
+        request goes on with the loaded one until the new one is swapped in: a large archive
+        takes seconds to load and nobody waits for it. Each request holds the Retriever it got
+        here to its end, so it finishes on the generation it started with."""
         r = self.retriever
         if r is None:
             raise NotReadyError(self.error or f"index {self.index_dir} is still loading; retry in a few seconds")
-        if r.index_dir is not None and self._reload_lock.acquire(blocking=False):
-            token = IndexStore(r.index_dir).generation_token()
-            if token and token != r.generation:
+        if self._reload_lock.acquire(blocking=False):
+            if r.superseded():
+                self._reloading.set()
                 threading.Thread(target=self._load_new, args=(r,), name="index-reload", daemon=True).start()
             else:
                 self._reload_lock.release()
         return r
+
+    @property
+    def reloading(self) -> bool:
+        """True while a newly published generation loads in the background (requests are answered
+        from the loaded one meanwhile)."""
+        return self._reloading.is_set()
 
     def _load_new(self, r: Retriever) -> None:
         """Load the published generation and serve it (in the background; holds the reload lock)."""
@@ -237,14 +247,15 @@ class Service:
         except Exception:  # noqa: BLE001 - a failed reload keeps serving the loaded index
             log.exception("loading the new index generation at %s failed; still serving the loaded one", r.index_dir)
         finally:
+            self._reloading.clear()
             self._reload_lock.release()
 
     def wait_for_reload(self, timeout: float = 60.0) -> Retriever:
         """The live retriever after any background reload in progress has finished."""
-        self._retriever()
+        self.live_retriever()
         if self._reload_lock.acquire(timeout=timeout):
             self._reload_lock.release()
-        return self._retriever()
+        return self.live_retriever()
 
     def _serve(self, r: Retriever) -> None:
         self.retriever = r
@@ -252,13 +263,13 @@ class Service:
         log.info("now serving %s", self.status)
 
     def sources(self) -> list[str]:
-        return self._retriever().sources() if self.retriever else []
+        return self.live_retriever().sources() if self.retriever else []
 
     # --- reading (open to everyone) --------------------------------------------------------------
     def search(self, query: str, k: int = 5, *, sources: list[str] | None = None,
                date_from: str | None = None, date_to: str | None = None, per_article: int | None = 1) -> list[Passage]:
         """Passages for ``query`` (``Retriever.search`` on the live index; one per article unless ``per_article``)."""
-        return self._retriever().search(query, k, sources=sources or None, date_from=date_from, date_to=date_to,
+        return self.live_retriever().search(query, k, sources=sources or None, date_from=date_from, date_to=date_to,
                                         per_article=per_article)
 
     def ask(self, question: str, history: list[dict] | None = None, *, k: int | None = None,
@@ -274,7 +285,7 @@ class Service:
 
     def _answer(self, stream: bool, question, history, k, sources, date_from, date_to):
         """The one place that calls the Assistant."""
-        assistant = Assistant(self._retriever(), llm=self.llm)
+        assistant = Assistant(self.live_retriever(), llm=self.llm)
         call = assistant.stream if stream else assistant.ask
         return call(question, history=history_messages(history), k=k, sources=sources or None,
                     date_from=date_from, date_to=date_to)
@@ -320,8 +331,8 @@ class Service:
                 )
             parsed = read_bytes(content, name)
             if not parsed.articles:
-                reasons = "; ".join(str(e) for e in parsed.errors) or f"{name}: no article in it"
-                raise QueryError(f"{reasons} (nothing was saved)")
+                problems = parsed.errors or [SourceError(name, "no article in it")]
+                raise QueryError("; ".join(str(e) for e in problems) + " (nothing was saved)", problems=problems)
             checked.append((name, content))
         return checked
 
@@ -338,7 +349,7 @@ class Service:
         """
         self.authorize_write(token, via_proxy=via_proxy)
         checked = self.check_upload(files)
-        self._retriever()  # 503 before anything is written when the index is not loaded
+        self.live_retriever()  # 503 before anything is written when the index is not loaded
         with self._writing():
             self.data_dir.mkdir(parents=True, exist_ok=True)
             stamp = new_stamp()
@@ -378,7 +389,7 @@ class Service:
         """Remove an article file from the data folder (kept for ``restore``) and from the index."""
         self.authorize_write(token, via_proxy=via_proxy)
         name = check_file_name(name)
-        self._retriever()
+        self.live_retriever()
         with self._writing():
             target = inside(self.data_dir, self.data_dir / name)
             if not target.is_file():
@@ -398,7 +409,7 @@ class Service:
         """Undo the last upload or delete of ``name`` (or put back the copy of ``version``) and
         update the index. The module function ``restore`` does the file part."""
         self.authorize_write(token, via_proxy=via_proxy)
-        self._retriever()
+        self.live_retriever()
         with self._writing():
             done = restore(self.data_dir, name, version)
             try:
@@ -419,7 +430,7 @@ class Service:
     def _sync(self) -> UpdateReport:
         """The one place that brings the index up to date with the data folder (Retriever.sync).
         The update hands back a new retriever, so requests in flight keep the live one untouched."""
-        report = self._retriever().sync(self.data_dir)
+        report = self.live_retriever().sync(self.data_dir)
         self._serve(report.retriever)
         return report
 

@@ -254,19 +254,36 @@ _ERROR_STATUS: list[tuple[type[RagError], int, dict | None]] = [
 ]
 
 
+def client_address(request: Request) -> str:
+    """The caller's address as the server sees it (a proxy's, behind one)."""
+    return request.client.host if request.client else "unknown"
+
+
+def _logged_if_refused_write(request: Request, status: int, detail: str) -> None:
+    """A refused change of the articles (401, 403, or a 4xx from the document routes) in the log,
+    with the client's address: who tried what, and why it was refused."""
+    if status in (401, 403) or (request.url.path.startswith("/api/documents") and 400 <= status < 500):
+        log.warning("refused %s %s from %s: %d %s", request.method, request.url.path, client_address(request),
+                    status, detail[:300])
+
+
 def _add_error_handlers(api: FastAPI) -> None:
     """Every error as JSON ``{error, detail}`` with the status and headers that fit it."""
 
     @api.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, e: RequestValidationError) -> JSONResponse:
-        return _error(422, validation_detail(e.errors()))
+    async def _invalid(request: Request, e: RequestValidationError) -> JSONResponse:
+        detail = validation_detail(e.errors())
+        _logged_if_refused_write(request, 422, detail)
+        return _error(422, detail)
 
     @api.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, e: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, e: StarletteHTTPException) -> JSONResponse:
+        _logged_if_refused_write(request, e.status_code, str(e.detail))
         return _error(e.status_code, str(e.detail), getattr(e, "headers", None))
 
     for kind, status, headers in _ERROR_STATUS:
-        async def handler(_: Request, e: RagError, status=status, headers=headers) -> JSONResponse:
+        async def handler(request: Request, e: RagError, status=status, headers=headers) -> JSONResponse:
+            _logged_if_refused_write(request, status, str(e))
             if isinstance(e, RateLimitError):
                 return _error(status, str(e), {"Retry-After": str(e.retry_after)})
             return _error(status, str(e), headers)
@@ -274,7 +291,9 @@ def _add_error_handlers(api: FastAPI) -> None:
         api.add_exception_handler(kind, handler)
 
     @api.exception_handler(AccessError)
-    async def _access(_: Request, e: AccessError) -> JSONResponse:
+    async def _access(request: Request, e: AccessError) -> JSONResponse:
+        status = 403 if e.read_only else 401
+        _logged_if_refused_write(request, status, str(e))
         if e.read_only:
             return _error(403, str(e))
         return _error(401, str(e), {"WWW-Authenticate": "Bearer"})
@@ -309,8 +328,7 @@ def _add_reading_routes(api: FastAPI, service: Service) -> None:
     @api.post("/api/feedback", summary="Record a thumbs up/down", response_model=FeedbackOut,
               responses=_responses(400, 422, 429))
     def feedback(body: FeedbackBody, request: Request) -> dict:
-        client = request.client.host if request.client else "unknown"
-        path = service.feedback(body.question, body.answer, body.sources, body.vote, client=client)
+        path = service.feedback(body.question, body.answer, body.sources, body.vote, client=client_address(request))
         return {"ok": True, "file": str(path)}
 
 

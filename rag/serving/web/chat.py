@@ -171,7 +171,7 @@ def make_blocks(service: Service) -> gr.Blocks:
 
         if up is not None:
             def on_upload(paths: list | None, key: str, request: gr.Request):
-                return upload_files(service, paths, key, _via_proxy(request)), *refresh()
+                return upload_files(service, paths, key, _via_proxy(request), _client(request)), *refresh()
 
             up.button.click(on_upload, [up.files, up.token], [up.report, status, ui.pubs], api_name=False)
 

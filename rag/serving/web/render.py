@@ -12,6 +12,7 @@ from ...reading.sources import MAX_FILE_BYTES
 from ...records import Answer, Passage, readable_date
 from ...text import to_simplified
 from ..service import Service
+from .zh import zh_error, zh_message
 
 log = logging.getLogger(__name__)
 
@@ -152,9 +153,11 @@ def chat_message(answer: Answer, asked: str | None = None) -> str:
 _FILE_STATUS = {"new": "新文件", "updated": "更新（替换了同名文件，旧文件已保留）", "unchanged": "未变化"}
 
 
-def upload_files(service: Service, paths: list | None, token: str | None = None, via_proxy: bool = False) -> str:
+def upload_files(service: Service, paths: list | None, token: str | None = None, via_proxy: bool = False,
+                 client: str = "unknown") -> str:
     """The upload tab's handler: save the uploaded files (Gradio temp paths, original names kept)
-    into the data folder, update the index, and describe what changed as Markdown."""
+    into the data folder, update the index, and describe what changed as Markdown. A refused
+    upload is logged with the ``client``'s address."""
     if not paths:
         return "请先选择要上传的文件。"
     files = []
@@ -164,15 +167,16 @@ def upload_files(service: Service, paths: list | None, token: str | None = None,
             files.append((os.path.basename(path), f.read(MAX_FILE_BYTES + 1)))
     try:
         r = service.upload(files, token=token or None, via_proxy=via_proxy)
-    except AccessError as e:
-        return f"⚠ 未上传：{'管理口令不对或未填写。' if not e.read_only else '本服务为只读。'}（{e}）"
-    except QueryError as e:
-        return f"⚠ 未上传，没有保存任何文件：{e}"
+    except (AccessError, QueryError) as e:
+        log.warning("refused upload (chat) of %s from %s: %s", ", ".join(n for n, _ in files)[:200], client, str(e)[:300])
+        if isinstance(e, AccessError):
+            return "⚠ 未上传：" + ("管理口令不对或未填写。" if not e.read_only else html.escape(zh_error(e), quote=False))
+        return f"⚠ 未上传，没有保存任何文件：{html.escape(zh_error(e), quote=False)}"
     except (NotReadyError, IndexLockedError) as e:
-        return f"⚠ 暂时无法更新索引，没有保存任何文件：{e}"
+        return f"⚠ 暂时无法更新索引，没有保存任何文件：{html.escape(zh_error(e), quote=False)}"
     except RagError as e:
         log.error("upload failed: %s", e)
-        return f"⚠ 更新失败，没有保存任何文件：{e}"
+        return f"⚠ 更新失败，没有保存任何文件：{html.escape(str(e))}"
     lines = ["### 更新报告", ""]
     lines += [f"- {html.escape(f['name'])}：{_FILE_STATUS.get(f['status'], f['status'])}" for f in r["files"]]
     lines += [
@@ -183,7 +187,7 @@ def upload_files(service: Service, paths: list | None, token: str | None = None,
     if any(f["status"] == "updated" for f in r["files"]):
         lines += ["", "被替换的旧文件保存在数据文件夹的 .trash/ 中，可用 `POST /api/documents/restore` 恢复（见 README）。"]
     if r["errors"]:
-        lines += ["", f"**{len(r['errors'])} 处无法读取：**"] + [f"- {html.escape(e)}" for e in r["errors"]]
+        lines += ["", f"**{len(r['errors'])} 处无法读取：**"] + [f"- {html.escape(zh_message(e))}" for e in r["errors"]]
     return "\n".join(lines)
 
 
