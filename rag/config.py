@@ -12,6 +12,7 @@ from .errors import ConfigError
 __all__ = ["Config", "DEFAULT_EMBEDDER", "default_cache_dir"]
 
 DEFAULT_EMBEDDER = "e5-int8"
+LLM_USES = ("", "hint", "compose", "short")  # what the language model writes (Config.llm_use)
 
 
 def default_cache_dir() -> Path:
@@ -107,6 +108,18 @@ class Config:
             answer is the whole answer (below it a second sentence may join).
         llm_base_url / llm_model / llm_api_key / llm_timeout: optional
             OpenAI-compatible chat endpoint; empty base URL means extractive answers.
+            ``llm_timeout`` is the time budget of one reply (either backend): past it the
+            extractive answer stands.
+        llm_gguf / llm_threads / llm_context: instead of an endpoint, a GGUF model file run in this
+            process by llama.cpp (``pip install 'rag-news[local-llm]'``; README, "A local language
+            model"), its threads (0: half the cores) and context size in tokens.
+        llm_use: what the language model writes: ``"hint"`` (the cited answer from the numbered
+            passages, told the reader's short answer and its sentence), ``"compose"`` (the cited
+            answer from the passages alone) or ``"short"`` (only the short answer, from the extractive
+            answer's sentences, kept when they hold it word for word; the text stays extractive). Empty: ``"hint"`` for an
+            endpoint, ``"short"`` for a local model (docs/benchmarks.md, "A local language model").
+        llm_when: ``"always"``, or ``"unsure"``: only for questions the reader gives no short
+            answer (the rest keep the extractive answer and cost nothing).
         admin_token: the key the app asks of whoever changes the articles (``RAG_ADMIN_TOKEN``);
             empty: writes are open on a loopback-only app and off otherwise.
 
@@ -164,6 +177,11 @@ class Config:
     llm_model: str = ""
     llm_api_key: str = field(default="", repr=False)
     llm_timeout: float = 20.0
+    llm_gguf: str = ""
+    llm_threads: int = 0
+    llm_context: int = 4096
+    llm_use: str = ""
+    llm_when: str = "always"
     admin_token: str = field(default="", repr=False)
 
     def __post_init__(self) -> None:
@@ -217,6 +235,17 @@ class Config:
             raise ConfigError("evidence_weights must be (coverage weight, dense weight, bias, typical dense score)")
         if self.llm_timeout <= 0:
             raise ConfigError(f"llm_timeout must be positive seconds, got {self.llm_timeout}")
+        if self.llm_gguf.strip() and self.llm_base_url.strip():
+            raise ConfigError("llm_gguf (RAG_LLM_GGUF) and llm_base_url (RAG_LLM_BASE_URL) are both set: "
+                              "choose the local model file or the endpoint, not both")
+        if isinstance(self.llm_threads, bool) or not isinstance(self.llm_threads, int) or self.llm_threads < 0:
+            raise ConfigError(f"llm_threads must be 0 (half the cores) or a positive whole number, got {self.llm_threads!r}")
+        if isinstance(self.llm_context, bool) or not isinstance(self.llm_context, int) or self.llm_context < 512:
+            raise ConfigError(f"llm_context must be a whole number of at least 512 tokens, got {self.llm_context!r}")
+        if self.llm_use not in LLM_USES:
+            raise ConfigError(f"llm_use must be one of {', '.join(repr(u) for u in LLM_USES)}, got {self.llm_use!r}")
+        if self.llm_when not in ("always", "unsure"):
+            raise ConfigError(f"llm_when must be 'always' or 'unsure', got {self.llm_when!r}")
 
     @property
     def search_stages(self) -> tuple[str, ...]:

@@ -195,7 +195,7 @@ class Assistant:
             evidence = (extractive.short, extractive.highlights[0], passages.index(extractive.citations[0]))
         use = self.config.llm_use or getattr(self.llm, "default_use", "hint")
         if use == "short":
-            yield self._llm_short(q, passages, extractive, evidence)
+            yield self._llm_short(q, extractive)
             return
         try:
             for piece in self.llm.stream(build_messages(q.text, passages, history, evidence if use == "hint" else None)):
@@ -218,18 +218,20 @@ class Assistant:
                      highlights=[best_sentence(p.text, checked.text) for p in citations],
                      query=ev.query, note=note, question=q.text, short=short)
 
-    def _llm_short(self, q: Query, passages: list[Passage], extractive: Answer, evidence) -> Answer:
-        """Config.llm_use "short": the model writes only the short answer; the text stays extractive.
-        The model's short answer is kept only when the answer's cited sentences hold it word for word,
-        so it is as well sourced as the reader's; otherwise the reader's stands."""
+    def _llm_short(self, q: Query, extractive: Answer) -> Answer:
+        """Config.llm_use "short": the model reads the extractive answer's sentences and writes only
+        the short answer; the text stays extractive. The model's short answer is kept only when those
+        cited sentences hold it word for word, so it is as well sourced as the reader's; otherwise the
+        reader's stands."""
+        sentences = extractive.text.split("\n另见：")[0]
         try:
-            reply = "".join(self.llm.stream(build_short_messages(q.text, passages, evidence)))
+            reply = "".join(self.llm.stream(build_short_messages(q.text, sentences, extractive.short)))
         except LLMError as e:
             log.warning("language model failed, the reader's short answer instead: %s", e)
             return extractive
         short = reply.strip().splitlines()[0].strip(" 。，,.：:“”\"'[]［］") if reply.strip() else ""
         short = to_traditional(short) if is_traditional(q.text) else to_simplified(short)
-        if not short or short == "无" or compact(short) not in compact(extractive.text):
+        if not short or short == "无" or compact(short) not in compact(sentences):
             log.info("model's short answer %r is not in the cited sentences; keeping the reader's", reply[:80])
             return extractive
         return replace(extractive, short=short)

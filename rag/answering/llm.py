@@ -14,7 +14,7 @@ from ..config import Config
 from ..errors import LLMError
 from ..records import Passage
 
-__all__ = ["ChatModel", "CheckedReply", "build_messages", "check_citations", "UNSOURCED"]
+__all__ = ["ChatModel", "CheckedReply", "build_messages", "build_short_messages", "check_citations", "UNSOURCED"]
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,20 @@ def build_messages(
         hint = f"\n\n阅读器在资料[{source + 1}]中找到的答案：{short}\n所在句子：{sentence}\n请核对后以它为依据回答并标注出处。"
     messages.append({"role": "user", "content": "资料：\n" + "\n\n".join(lines) + hint + f"\n\n问题：{question}"})
     return messages
+
+
+SHORT_PROMPT = (
+    "你是新闻问答助手。只根据用户给出的新闻资料，用资料原文里最短的词语回答问题："
+    "一个名称、数字、日期或短语，不要解释，不要标编号，不要加标点。资料里没有答案时只回答：无"
+)
+
+
+def build_short_messages(question: str, sentences: str, reader_short: str = "") -> list[dict]:
+    """Messages asking only for the short answer (Config.llm_use "short") out of the extractive
+    answer's ``sentences``, with the reader's short answer as a hint when it has one."""
+    hint = f"\n\n阅读器找到的答案是：{reader_short}\n请核对，对就照抄，不对就改正。" if reader_short else ""
+    return [{"role": "system", "content": SHORT_PROMPT},
+            {"role": "user", "content": f"资料：\n{sentences}{hint}\n\n问题：{question}\n最短的答案："}]
 
 
 @dataclass(frozen=True)
@@ -113,8 +127,11 @@ class ChatModel:
         for delta in model.stream([{"role": "user", "content": "你好"}]):
             print(delta, end="")
 
-    ``timeout`` bounds the whole reply, not only each read; every failure is an LLMError.
+    ``timeout`` bounds the whole reply, not only each read; every failure is an LLMError. The
+    in-process backend (``rag.answering.local_llm.LocalModel``) has the same ``stream``.
     """
+
+    default_use = "hint"  # Config.llm_use when left empty
 
     def __init__(self, base_url: str, model: str = "", api_key: str = "", timeout: float = 20.0) -> None:
         self.url = base_url.rstrip("/") + ("" if base_url.rstrip("/").endswith("/chat/completions") else "/chat/completions")
@@ -123,7 +140,13 @@ class ChatModel:
         self.timeout = timeout
 
     @classmethod
-    def from_config(cls, config: Config) -> "ChatModel | None":
+    def from_config(cls, config: Config):
+        """The configured language model: the endpoint (``llm_base_url``), the GGUF file run in this
+        process (``llm_gguf``; its module and llama.cpp are imported only then), or None."""
+        if config.llm_gguf.strip():
+            from .local_llm import LocalModel
+
+            return LocalModel.from_config(config)
         if not config.llm_base_url.strip():
             return None
         return cls(config.llm_base_url.strip(), config.llm_model, config.llm_api_key, config.llm_timeout)
