@@ -45,12 +45,6 @@ import gc
 events = []  # (start, end, what): the app's background reloads and full garbage collections
 svc = Service(Path(index), Path(index), feedback_dir=out.parent / "feedback")
 svc.retriever = __import__("rag").Retriever.load(index)
-load_new = svc._load_new
-def timed_load(r):
-    t = time.time()
-    load_new(r)
-    events.append((t, time.time(), "background reload of a new generation"))
-svc._load_new = timed_load
 full = []
 def collections(phase, info):
     if info["generation"] == 2:
@@ -60,14 +54,21 @@ def collections(phase, info):
             events.append((full.pop(), time.time(), f"full garbage collection ({info['collected']} freed)"))
 gc.callbacks.append(collections)
 print("ready", flush=True)
-rows, i = [], 0
+rows, i, reload_from = [], 0, None
 while not stop.exists() and i < 200000:
     q = questions[i % len(questions)]
     t0 = time.time()
-    r = svc._retriever()
+    r = svc.live_retriever()
     r.search(q, k=5)
     rows.append((t0, time.time() - t0, r.generation))
     i += 1
+    # a background reload begins in the search that notices the new generation and is seen to end
+    # after the search in which it ended (the end is late by at most one search)
+    if svc.reloading and reload_from is None:
+        reload_from = t0
+    elif not svc.reloading and reload_from is not None:
+        events.append((reload_from, time.time(), "background reload of a new generation"))
+        reload_from = None
 out.write_text(json.dumps({"rows": rows, "events": events}))
 """
 

@@ -23,6 +23,7 @@ def main() -> None:
     import faiss
 
     from rag import Retriever
+    from rag.engines.indexing import row_key
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--index", required=True)
@@ -38,8 +39,8 @@ def main() -> None:
             qs += [json.loads(line)["question"] for line, _ in zip(f, range(args.n))]
     if args.soak:
         return soak(r, qs)
-    stored = r.engine._vectors._index
-    vectors = stored.reconstruct_n(0, stored.ntotal)  # float16-rounded when the index stores float16
+    stored = r.engine.vectors(row_key(c) for c in r.chunks)  # float16-rounded when the index stores float16
+    vectors = np.stack(list(stored.values())).astype(np.float32)
     flat = faiss.IndexFlatIP(vectors.shape[1])
     flat.add(vectors)
     queries = r.embedder.embed_queries(qs)
@@ -89,22 +90,19 @@ def hybrid(r, qs: list[str]) -> None:
     """``Retriever.search`` (embedding the question, both retrievers, fusion, folding stories) p50 / p95
     at the app's k and rag eval's, with the repeated-text fold and without it (articles only), the
     second of two passes."""
-    from rag.search.duplicates import NearDuplicates
-
-    folds = {"articles and repeated passages (default)": r._duplicates,
-             "articles only": NearDuplicates(r.articles, r.config.duplicate_threshold, repeated_text=False)}
+    folds = {"articles and repeated passages (default)": r,
+             "articles only": r.with_folding(repeated_text=False)}
     print(f"\nHybrid search, {len(qs)} questions one at a time, second pass")
     print("| fold | k = 5 | k = 10 | k = 30 (rag eval's) |\n|---|---|---|---|")
     for _ in range(2):
         rows = []
-        for name, fold in folds.items():
-            r._duplicates = fold
+        for name, searcher in folds.items():
             cells = []
             for k in (5, 10, 30):
                 lat = []
                 for q in qs:
                     t0 = time.perf_counter()
-                    r.search(q, k)
+                    searcher.search(q, k)
                     lat.append(time.perf_counter() - t0)
                 lat.sort()
                 cells.append(f"{lat[len(lat) // 2] * 1000:.1f} / {lat[int(0.95 * len(lat))] * 1000:.1f}")

@@ -144,5 +144,5 @@ def test_an_upload_is_indexed_or_refused_whole_and_the_index_keeps_the_rest(live
     else:
         assert report["files"][0]["name"] == name and (live.data_dir / name).read_bytes() == data
         assert report["added"] or report["changed"] or report["unchanged"]
-    assert kept <= set(live._retriever().articles)
+    assert kept <= set(live.live_retriever().articles)
     assert rag.Retriever.check(live.index_dir) == []

@@ -48,3 +48,25 @@ def test_feedback_rejects_unknown_votes(tmp_path):
     with pytest.raises(rag.QueryError, match="vote must be 'up' or 'down'"):
         svc.feedback("q", "a", [], "maybe")
     assert svc.feedback("q", "a", [], "up") == tmp_path / "fb" / "feedback.jsonl"
+
+
+def test_serves_a_generation_another_writer_published_and_leaves_the_old_one_whole(tmp_path):
+    import shutil
+
+    from conftest import TEST_DATA
+
+    data, index = tmp_path / "data", tmp_path / "index"
+    shutil.copytree(TEST_DATA / "tiny", data)
+    config = rag.Config(embedder="hash")  # the lifecycle needs no model
+    rag.Retriever.build(data, index, config=config)
+    svc = Service(data, index, config=config, feedback_dir=tmp_path / "fb")
+    svc.start()
+    before = svc.live_retriever()
+    assert not svc.reloading and svc.live_retriever() is before
+    n = len(before.articles)
+    rag.Retriever.load(index, config=config).add([TEST_DATA / "formats" / "wuhan_copy.txt"])  # another writer
+    assert svc.live_retriever() is before  # noticed: the new generation loads in the background
+    after = svc.wait_for_reload()
+    assert not svc.reloading and after is not before and svc.live_retriever() is after
+    assert "wuhan_copy" in after.articles and f"{n + 1} 篇文章" in svc.status
+    assert "wuhan_copy" not in before.articles and len(before.articles) == n and before.search("武汉长江新区", k=2)

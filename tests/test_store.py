@@ -168,7 +168,7 @@ def test_reload_keeps_the_loaded_index_when_the_new_one_is_damaged(tiny_index):
     writer = rag.Retriever.load(tiny_index)
     writer.add([COPY])
     (IndexStore(tiny_index).current() / "vectors.faiss").write_bytes(b"junk")
-    assert reader.reload_if_changed() is False
+    assert reader.superseded() and reader.latest() is reader
     assert set(reader.articles) == TINY_IDS
 
 

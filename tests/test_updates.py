@@ -1,4 +1,4 @@
-"""Changing the corpus without a rebuild: Retriever.add / remove / sync / reload_if_changed / check, and the CLI."""
+"""Changing the corpus without a rebuild: Retriever.add / remove / sync / latest / check, and the CLI."""
 from __future__ import annotations
 
 import json
@@ -93,14 +93,26 @@ def test_sync_applies_new_edited_and_deleted_files(tiny):
     assert r.sync(data).embedded == 0
 
 
-def test_running_retriever_picks_up_a_new_generation(tiny):
+def test_with_folding_searches_the_same_index_and_leaves_the_retriever_whole(tiny):
+    data, index, r = tiny
+    r = r.add([COPY]).retriever
+    only = r.with_folding(repeated_text=False)
+    assert only is not r and only.engine is r.engine and only.articles is r.articles and only.generation == r.generation
+    for searcher in (only, r):  # both fold the other outlet's copy of the story
+        hits = [p for p in searcher.search("武汉长江新区首批项目签约", k=3) if p.doc_id in ("wuhan", "wuhan_copy")]
+        assert len(hits) == 1 and hits[0].also_in
+
+
+def test_a_holder_picks_up_a_generation_another_writer_published(tiny):
     data, index, writer = tiny
     reader = rag.Retriever.load(index)
-    assert reader.reload_if_changed() is False
+    assert not reader.superseded() and reader.latest() is reader
     writer.add([COPY])
-    assert reader.reload_if_changed() is True
-    assert "wuhan_copy" in reader.articles
-    assert reader.reload_if_changed() is False
+    assert reader.superseded()
+    held = reader
+    reader = reader.latest()  # the holder swaps its reference; the Retriever it held is unchanged
+    assert "wuhan_copy" in reader.articles and not reader.superseded() and reader.latest() is reader
+    assert "wuhan_copy" not in held.articles and held.superseded()
 
 
 def test_check_passes_on_a_whole_index_and_names_the_damage(tiny, capsys):

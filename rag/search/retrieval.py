@@ -46,7 +46,8 @@ class Retriever:
     ``articles`` (id → Article), ``chunks`` (list of Chunk), ``manifest`` (the index's
     sidecar) and ``config`` are public and read-only: a Retriever never changes after it is
     made; ``add`` / ``remove`` / ``sync`` publish a new generation and hand back a new
-    Retriever in ``UpdateReport.retriever``.
+    Retriever in ``UpdateReport.retriever``, and ``latest()`` hands back the Retriever of a
+    generation published since (by another process too).
 
     Example::
 
@@ -167,16 +168,27 @@ class Retriever:
         that generation (``self`` is left as it was, like every Retriever)."""
         manifest = {**self.manifest, "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         generation = IndexStore(index_dir).write(self.articles.values(), self.chunks, manifest, self.engine.save)
-        saved = copy.copy(self)  # the same records, engine and embedder: nothing is read again
-        saved.manifest, saved.index_dir, saved.generation = manifest, Path(index_dir), generation
-        saved.stages = make_stages(saved.config.search_stages, saved)
-        return saved
+        return self._sharing(manifest=manifest, index_dir=Path(index_dir), generation=generation)
 
     def with_stages(self, *names: str, rerank: bool = False) -> "Retriever":
         """The same index searched through other stages (none: fusion alone; ``rerank=True`` puts
         the reranker first), sharing records, engine and embedder with this one."""
+        return self._sharing(config=self.config.with_(stages=tuple(names), rerank=rerank))
+
+    def with_folding(self, *, repeated_text: bool) -> "Retriever":
+        """The same index with stories folded otherwise, sharing records, engine and embedder with
+        this one: ``repeated_text=False`` folds only other outlets' copies of an article, not
+        passages that repeat the text of one shown before (the default folds both; what the
+        second costs is measured by ``scripts/bench_vectors.py``)."""
+        return self._sharing(_duplicates=NearDuplicates(self.articles, self.config.duplicate_threshold,
+                                                        repeated_text=repeated_text))
+
+    def _sharing(self, **changed) -> "Retriever":
+        """A new Retriever with the same records, engine and embedder (nothing is read again) and
+        ``changed`` attributes; its stages are made anew, for it."""
         other = copy.copy(self)
-        other.config = self.config.with_(stages=tuple(names), rerank=rerank)
+        for name, value in changed.items():  # on the copy, before anyone holds it: self is untouched
+            setattr(other, name, value)
         other.stages = make_stages(other.config.search_stages, other)
         return other
 
@@ -374,15 +386,21 @@ class Retriever:
         deleted files (compared by sha256). Saves when anything changed."""
         return updates.sync(self, data_dir)
 
-    def latest(self) -> "Retriever":
-        """This Retriever, or a freshly loaded one when another process published a new generation
-        since it was loaded. Race-free for a server: swap its reference to the result, and requests
-        in flight finish on the object they started with. A damaged new generation is logged and
-        ``self`` returned."""
+    def superseded(self) -> bool:
+        """True when another generation of its index folder was published since this one was
+        loaded or saved (by this process or another; one small file is read)."""
         if self.index_dir is None:
-            return self
+            return False
         token = IndexStore(self.index_dir).generation_token()
-        if not token or token == self.generation:
+        return bool(token) and token != self.generation
+
+    def latest(self) -> "Retriever":
+        """This Retriever, or a freshly loaded one when a new generation was published since it was
+        loaded (``superseded``). A Retriever never changes: whoever holds one swaps its reference
+        to the result (``r = r.latest()``), and requests in flight finish on the object they
+        started with (the app's :class:`rag.serving.service.Service` loads it in the background).
+        A damaged new generation is logged and ``self`` returned."""
+        if not self.superseded():
             return self
         try:
             fresh = type(self).load(self.index_dir, config=self.config)
@@ -391,16 +409,6 @@ class Retriever:
             return self
         log.info("loaded index generation %s from %s", fresh.generation, self.index_dir)
         return fresh
-
-    def reload_if_changed(self) -> bool:
-        """Pick up a generation another process wrote, in place; True when it did. The one exception
-        to "a Retriever never changes", kept for single-user scripts; a server swaps its reference
-        to ``latest()`` instead, so requests in flight keep theirs."""
-        fresh = self.latest()
-        if fresh is self:
-            return False
-        self.__dict__.update(fresh.__dict__)
-        return True
 
     @staticmethod
     def check(index_dir: str | Path, config: Config | None = None) -> list[str]:
