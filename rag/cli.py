@@ -114,15 +114,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(a.to_dict(), ensure_ascii=False, indent=2))
         return 0
-    if a.short:
-        print(a.short)
-    if a.story:
-        print(f"出自 {a.story}")
-    print(a.text)
-    if a.note:
-        print(f"（{a.note}）")
-    for i, p in enumerate(a.citations, 1):
-        print(f"[{i}] {p.title} — {p.source or '来源不详'} {readable_date(p.date, p.month, p.day)}")
+    print(a.to_text())
     return 0
 
 

@@ -177,6 +177,9 @@ class Answer:
     unreachable), empty when all went well. ``story`` says which story the answer comes from
     (``citations[0].label``); ``others`` are the 1-based numbers of cited passages from other
     stories that answer the question differently, named in the text's last line ("另见：…").
+    ``missing`` is what the question asked for that the articles never mention ("总投资"): the
+    text then says so first and goes on with what they do say about the subject, and ``short``
+    is empty.
     """
 
     text: str
@@ -188,11 +191,25 @@ class Answer:
     short: str = ""
     question: str = ""
     others: list[int] = field(default_factory=list)
+    missing: str = ""
 
     @property
     def story(self) -> str:
         """The story the answer comes from: its first source's title, outlet and date ("" when declined)."""
         return self.citations[0].label if self.citations else ""
+
+    def to_text(self) -> str:
+        """The answer as plain text, as ``rag ask`` prints it: the short answer, ``出自 《…》（…）``,
+        the cited sentences, a note if any, then one line per source ``[1] title — outlet date``."""
+        lines = [self.short] if self.short else []
+        if self.story:
+            lines.append(f"出自 {self.story}")
+        lines.append(self.text)
+        if self.note:
+            lines.append(f"（{self.note}）")
+        lines += [f"[{i}] {p.title} — {p.source or '来源不详'} {readable_date(p.date, p.month, p.day)}".rstrip()
+                  for i, p in enumerate(self.citations, 1)]
+        return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -200,6 +217,7 @@ class Answer:
             "short": self.short,
             "story": self.story,
             "others": list(self.others),
+            "missing": self.missing,
             "question": self.question,
             "grounded": self.grounded,
             "citations": [p.to_dict() for p in self.citations],

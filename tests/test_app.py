@@ -200,6 +200,25 @@ def test_gradio_client_can_ask(live_url):
     assert "<mark>" in panel and "长江日报" in panel and box == ""
 
 
+def test_the_readme_gradio_client_snippet_prints_plain_text(live_url, capsys):
+    import re as _re
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    snippet = next(b for b in _re.findall(r"```python\n(.*?)```", readme, _re.DOTALL) if "gradio_client" in b)
+    exec(snippet.replace("http://127.0.0.1:7860/", live_url), {})  # noqa: S102 - the README's own code
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0].startswith("三峡数字科技平台项目、中科水研智慧水利水务平台项目"), out
+    assert lines[1].startswith("出自 《江岸簽約12家") and "等6个项目签约江岸" in out and "[1] " in out
+    assert "<" not in out and "[{" not in out  # no HTML, no list of message parts
+    from gradio_client import Client
+
+    follow = Client(live_url, verbose=False).predict("那总投资呢？", [{"role": "user", "content": Q}], 3,
+                                                     api_name="/answer")
+    assert isinstance(follow, str) and "<" not in follow
+    assert Client(live_url, verbose=False).predict(" ", api_name="/answer") == "请先输入问题。"
+
+
 def test_chat_streams_language_model_answer(seed_index, tmp_path):
     """With a language model, the Gradio ask endpoint sends growing partial answers, then the linked final one."""
     from gradio_client import Client

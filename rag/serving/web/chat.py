@@ -130,6 +130,22 @@ def _asker(service: Service):
     return ask
 
 
+def _plain_answer(service: Service):
+    """The API endpoint /answer: an answer as plain text, for gradio_client and scripts."""
+
+    def answer(question: str, history: list[dict] | None = None, k: int = 3) -> str:
+        """The answer as plain text: the short answer, 出自 《title》（outlet，date）, the cited sentences,
+        then one line per source. ``history``: earlier turns as {"role", "content"} messages."""
+        try:
+            return service.ask(question, history or [], k=int(k)).to_text()
+        except EmptyQueryError:
+            return "请先输入问题。"
+        except (QueryError, NotReadyError) as e:
+            return f"⚠ {e}"
+
+    return answer
+
+
 def _voter(service: Service):
     """A thumbs up or down on an answer, recorded with its question and sources."""
 
@@ -165,6 +181,7 @@ def make_blocks(service: Service) -> gr.Blocks:
         ui.send.click(ask, inputs, outputs, api_name=False, concurrency_limit=4)
         ui.clear.click(lambda: ([], sources_html(None), {}), None, [ui.chat, ui.panel, last], api_name=False)
         ui.chat.like(_voter(service), [ui.chat, last], None, api_name=False)
+        gr.api(_plain_answer(service), api_name="answer", concurrency_limit=4)
 
         def refresh():
             return service.status, gr.update(choices=service.sources())
