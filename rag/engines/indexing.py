@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 class BuildReport:
     """What a build did."""
 
+    # like the other reports and settings records (UpdateReport, BenchReport, FusionParams), a
+    # list of typed counters with defaults: alike in shape, by design
+
     articles: int = 0
     chunks: int = 0
     embedded: int = 0

@@ -143,6 +143,7 @@ class MilvusEngine(Engine):
 
     def __init__(self, client: MilvusClient, uri: str, collection: str, dim: int | None, *,
                  df: dict[str, int], n_docs: int, k1: float, b: float, dense_index: str | None) -> None:
+        # the parts it is made of, kept as given (the Retriever's __init__ is alike in shape only)
         self._client = client
         self.uri = uri
         self.collection = collection

@@ -71,6 +71,8 @@ def import_seconds(module: str) -> float:
 class BenchReport:
     """What ``run_benchmark`` measured; ``table()`` for people, ``to_dict()`` for JSON."""
 
+    # like the other reports (BuildReport, the answer tally), typed measures with defaults: alike in shape, by design
+
     articles: int = 0
     characters: int = 0
     chunks: int = 0

@@ -297,6 +297,8 @@ def _ask(assistant, q: Question) -> tuple[Answer, float]:
 class _AnswerTally:
     """The answers of a run, counted as they come."""
 
+    # like the reports (BuildReport, BenchReport), typed counters with defaults: alike in shape, by design
+
     hits: int = 0
     short_hits: int = 0
     wrongly_declined: int = 0

@@ -48,6 +48,7 @@ _FOOTER = re.compile(
     r"更多精彩资讯|有想补充的信息|(责任)?编辑[:：]|返回首页|分享到|扫一扫|相关阅读|相关新闻|热点推荐)",
     re.IGNORECASE,
 )
+# (a table of patterns, one a line: the question patterns of rag/asked.py look alike in shape only)
 _NAV = re.compile(r"(您现在的位置|当前位置|首页\s*[>›»])")
 _META = re.compile(r"(发布时间|发布日期|时间)[:：]\s*(\d{4}[-/年]\d{1,2}[-/月]\d{1,2}日?)")
 _SOURCE_FIELD = re.compile(r"来源[:：]\s*([^\s　|｜]+)")
