@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Iterable
 
+from .asked import Asked, asked_of
 from .errors import EmptyQueryError, QueryError
 from .text import QUESTION_FRAME_WORDS, fold, keywords, normalize, tokenize
 
@@ -74,6 +75,12 @@ class Query:
         """The content words without those that frame the question ("何年", "文中提及", "什么颜色"):
         what the evidence for an answer must mention. All content words when nothing else is left."""
         return [t for t in self.content_words if t not in QUESTION_FRAME_WORDS] or self.content_words
+
+    @cached_property
+    def asked(self) -> Asked:
+        """What the question asks for (:class:`rag.asked.Asked`): the kind of answer, its unit,
+        the listed kind and count, the attribute asked about."""
+        return asked_of(self.text)
 
     @cached_property
     def year(self) -> int | None:

@@ -78,3 +78,36 @@ def test_topic_change_after_history_is_not_forced_into_old_story(assistant):
     assert not a.grounded
     b = assistant.ask("广东省江西商会的会长是谁？", history=history)
     assert b.grounded and "李希" in b.text
+
+
+def test_a_list_question_counting_its_items_gets_that_many(assistant):
+    """「三村工程」是指哪三個方面？ asks for three names: the list the article gives, not a phrase
+    from another article that says 三个方面 (issue 26)."""
+    a = assistant.ask("「三村工程」是指哪三個方面？")
+    assert compact(a.short) == compact("村官、村醫、村教"), (a.short, a.text)
+    assert "三村工程" in compact(a.citations[0].text).replace("“", "").replace("”", "")
+
+
+def test_a_list_announced_with_a_colon_is_given_whole(assistant):
+    """The article says 提出了四条具体建议： and lists them in the paragraphs after: the answer is the
+    four items, cited, not the word 四条."""
+    a = assistant.ask("南粤赣商提出了哪四条具体建议？")
+    items = a.short.split("；")
+    assert len(items) == 4 and items[0].startswith("在井冈山") and items[3].startswith("在赣州"), a.short
+    assert all(item in a.citations[0].text for item in items)
+    assert all(item in a.text for item in items) and a.text.endswith("[1]")
+
+
+def test_a_follow_up_keeps_the_asked_thing(assistant):
+    history = [{"role": "user", "content": "宜昌市点军区集中开工了几个生态环保项目？"}]
+    a = assistant.ask("那总投资呢？", history=history)
+    assert a.short == "76.01亿元", (a.short, a.text)
+
+
+def test_an_attribute_no_article_mentions_is_said_to_be_missing(assistant):
+    """The articles tell when the second phase began, never what it costs: say so, then what they say."""
+    a = assistant.ask("宝钢黄石新港二期总投资是多少？")
+    assert a.missing == "总投资" and a.short == ""
+    assert a.text.startswith("文章未提及总投资。") and "2024年" in a.text
+    assert a.to_dict()["missing"] == "总投资"
+    assert not assistant.ask("三峡集团每年用于长江流域大保护的投资有多少？").missing

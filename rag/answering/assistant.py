@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Iterable, Iterator, Protocol
@@ -10,7 +11,7 @@ from typing import Iterable, Iterator, Protocol
 from ..config import Config
 from ..embedding.base import E5_SMALL as CALIBRATED_FOR
 from ..errors import LLMError, QueryError
-from .extractive import Sentence, best_sentence, compose, select_sentences, variants
+from .extractive import MAX_ITEMS, Sentence, best_sentence, compose, list_items, select_sentences, variants
 from .followup import rewrite, rewrite_with_llm
 from .llm import ChatModel, build_messages, build_short_messages, check_citations
 from ..query import Query
@@ -27,6 +28,9 @@ DECLINE_TEXT = "抱歉，现有的新闻文章里没有找到这个问题的答�
 DECLINE_TEXT_TRAD = "抱歉，現有的新聞文章裡沒有找到這個問題的答案。"
 LLM_DOWN_NOTE = "语言模型暂时不可用，以下是从文章中直接摘录的答案。"
 LLM_UNCITED_NOTE = "语言模型的回答没有可核对的出处，以下是从文章中直接摘录的答案。"
+MISSING_TEXT = "文章未提及{}。相关报道："
+MISSING_TEXT_TRAD = "文章未提及{}。相關報道："
+_CITE_END = re.compile(r"\[\d+\]$")
 
 
 class Searcher(Protocol):
@@ -63,6 +67,16 @@ class Evidence:
 def shared_reader() -> Reader:
     """The reader shipped in the package, loaded once per process (all Assistants share it)."""
     return Reader.load()
+
+
+def _naming(q: Query, passages: list[Passage], candidates: list[Sentence]) -> list[Sentence]:
+    """For a question quoting a name (「三村工程」…), the sentences of passages holding it, when
+    some do: a passage that never names it answers another question."""
+    names = [to_simplified(n) for n in q.asked.names]
+    if not names:
+        return candidates
+    holding = {i for i, p in enumerate(passages) if all(n in to_simplified(p.text) for n in names)}
+    return [c for c in candidates if c.passage in holding] or candidates
 
 
 class Assistant:
@@ -263,6 +277,7 @@ class Assistant:
             candidates = candidates or [c for c in select_sentences(q, passages, self.retriever.idf, self.config)
                                         if c.passage in on_topic]
         candidates = candidates or select_sentences(q, passages, self.retriever.idf, self.config)
+        candidates = _naming(q, passages, candidates)
         span = self._span(q, passages, candidates)
         keep = None
         # an unsure span (below short_lead_confidence) does not choose the sentences: the answer
@@ -282,20 +297,76 @@ class Assistant:
                                           self.retriever.near_duplicates, keep=keep, mark=mark)
         if not text:
             return decline
+        listed = self._listed(q, passages, candidates, cited)
+        if listed is not None:  # "提出了四条具体建议：" and the article lists them after the colon
+            passages = list(passages)
+            passages[cited[0]], items = listed
+            first = _CITE_END.sub("", text.split("\n")[0].split("[1]")[0]).rstrip("…：: ，,")
+            text = first + "：\n" + "\n".join(f"{n}. {item}" for n, item in enumerate(items, 1)) + "[1]"
+            cited, highlights = cited[:1], [highlights[0] + "\n" + "\n".join(items)]
+            span = Span(text="；".join(items), passage=cited[0], start=0, end=0, sentence_start=0, sentence_end=0,
+                        confidence=1.0)
         short = ""
-        if span is not None and cited and cited[0] == span.passage:
+        if listed is not None:
+            short = span.text
+        elif span is not None and cited and cited[0] == span.passage:
             short = to_traditional(span.text) if is_traditional(q.text) else to_simplified(span.text)
             shown = passages[span.passage].text[span.sentence_start:span.sentence_end].strip() == highlights[0]
             if not leads and not (shown and short.strip() in text):
                 short = ""
         short = short.strip()
+        missing = self._missing(q, passages)
+        if missing:  # the thing asked for is in none of the passages: say so, then what they do say
+            log.info("%r: the articles do not mention %r", q.text, missing)
+            lead = MISSING_TEXT_TRAD if is_traditional(q.text) else MISSING_TEXT
+            text, short = lead.format(to_traditional(missing) if is_traditional(q.text) else missing) + text, ""
         others = self._other_stories(q, ev.passages, cited, short or highlights[0])
         if others:
             text += "\n另见：" + "；".join(f"{ev.passages[i].label}[{len(cited) + n}]" for n, i in enumerate(others, 1))
             highlights = highlights + [best_sentence(ev.passages[i].text, q.text) for i in others]
-        return Answer(text=text, citations=[ev.passages[i] for i in cited + others], grounded=True,
-                      highlights=highlights, query=ev.query, question=q.text, short=short,
+        return Answer(text=text, citations=[passages[i] for i in cited] + [ev.passages[i] for i in others], grounded=True,
+                      highlights=highlights, query=ev.query, question=q.text, short=short, missing=missing,
                       others=list(range(len(cited) + 1, len(cited) + len(others) + 1)))
+
+    def _listed(self, q: Query, passages: list[Passage], candidates: list[Sentence],
+                cited: list[int]) -> tuple[Passage, list[str]] | None:
+        """For a question asking for a list ("哪四条具体建议", "哪些措施") whose best sentence ends in a
+        colon that the article follows with its items ("——在井冈山成立…。——在南昌打造…。"): the
+        cited passage widened to hold them, and the items (each its first sentence; as many as
+        the question counts, else up to ``MAX_ITEMS``). None otherwise."""
+        asked = q.asked
+        if not cited or not (asked.count or asked.kind == "list"):
+            return None
+        lead = next((c for c in candidates if c.passage == cited[0]), None)
+        if lead is None:
+            return None
+        p = passages[lead.passage]
+        if not p.text[lead.start:lead.end].rstrip().endswith(("：", ":")):
+            return None
+        article = getattr(self.retriever, "articles", {}).get(p.doc_id)
+        if article is None or article.text[p.start:p.end] != p.text:
+            return None
+        after = p.start + lead.end
+        items, end = list_items(article.text, after, asked.count or MAX_ITEMS)
+        if len(items) < 2 or (asked.count and len(items) != asked.count):
+            return None
+        end = max(end, p.end)
+        return replace(p, text=article.text[p.start:end], end=end), items
+
+    @staticmethod
+    def _missing(q: Query, passages: list[Passage]) -> str:
+        """The attribute a factual question asks about ("总投资" of "…二期总投资是多少？") when no
+        passage read mentions it (nor its last two characters, "投资"), else ""."""
+        asked = q.asked
+        if not asked.fact or not asked.attribute:
+            return ""
+        attr = to_simplified(asked.attribute)
+        forms = {attr, attr[-2:]}
+        for p in passages:
+            text = to_simplified(f"{p.title} {p.text}")
+            if any(f in text for f in forms):
+                return ""
+        return asked.attribute
 
     def _other_stories(self, q: Query, passages: list[Passage], cited: list[int], answer: str) -> list[int]:
         """Passages of other stories that answer the question differently: ranked close to the

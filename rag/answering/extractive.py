@@ -10,15 +10,11 @@ from ..query import Query
 from ..records import Passage
 from ..text import is_traditional, keywords, normalize, split_sentences, to_simplified, to_traditional
 
-__all__ = ["Sentence", "select_sentences", "compose", "best_sentence", "trim_sentence", "variants"]
+__all__ = ["Sentence", "select_sentences", "compose", "best_sentence", "trim_sentence", "variants", "list_items",
+           "MAX_ITEMS"]
 
-_NUMBER_Q = re.compile(r"(多少|几[个家项所次年名位亿万]?|多大|多高|多长|多远|多久|百分之|比例|占比|增长了|规模)")
-_TIME_Q = re.compile(r"(哪一年|哪年|什么时候|何时|哪天|几月|几号|日期|时间)")
 _DATELINE_LEAD = re.compile(r"^[^。，,]{0,30}?\d{1,2}月\d{1,2}日(?:电|讯|消息)\s*(?:[(（][^)）]{0,40}[)）])?")
-_PLACE_Q = re.compile(r"(哪里|在哪|何处|哪个地方|什么地方|哪国|哪个国家|位置|位于|地址|哪个城市|哪座城市)")
 _HAS_PLACE = re.compile(r"(位于|地处|坐落|座落|地点|位置|境内|[省市县区镇乡村路街国州]|[东南西北]侧)")
-_DEFINITION_Q = re.compile(r"(是什么|是谁|什么人|职业|身份|哪国人|哪里人|什么样的)")
-_EVENT_Q = re.compile(r"(什么会|哪个会|哪次会|什么活动|什么场合|哪个论坛|什么仪式)")
 _HAS_EVENT = re.compile(r"(会议|大会|理事会|座谈会|论坛|峰会|博览会|推介会|洽谈会|签约仪式|开幕|召开|举办|举行)")
 # words the articles often say differently from the question
 _VARIANTS = {"一期": ("首期",), "首期": ("一期",), "成立": ("组建", "创立", "成立于"), "组建": ("成立",),
@@ -28,6 +24,11 @@ _HAS_DIGIT = re.compile(r"\d")
 _HAS_TIME = re.compile(r"(\d{4}年|\d{1,2}月|\d{1,2}日|\d{4}-\d{2})")
 
 Idf = Callable[[str], float]
+# how an article marks the items of a list it announces with a colon: "——", "一是", "（一）", "1."
+_ITEM_MARK = re.compile(r"^\s*(?:—+|[-•·●▪]|[（(][一二三四五六七八九十\d]{1,2}[）)]|[一二三四五六七八九十]{1,2}[、.．]|"
+                        r"\d{1,2}[、.．](?!\d)|[一二三四五六七八九十]是|第[一二三四五六七八九十]{1,2}[，,、是])\s*")
+MAX_ITEMS = 8  # the most items a list answer shows when the question does not say how many
+_ITEM_SPAN = 3000  # how far after the colon the items are looked for (characters)
 
 
 def variants(term: str) -> tuple[str, ...]:
@@ -54,14 +55,9 @@ def select_sentences(question: Query, passages: list[Passage], idf: Idf, config:
     question's content words (words of the title count less), plus bonuses for holding the
     kind of thing asked (number, time, place, definition) and for higher-ranked passages."""
     terms = question.content_words
-    qn = question.normalized
-    wants = {
-        _HAS_DIGIT: bool(_NUMBER_Q.search(qn)),
-        _HAS_TIME: bool(_TIME_Q.search(qn)),
-        _HAS_PLACE: bool(_PLACE_Q.search(qn)),
-        _HAS_EVENT: bool(_EVENT_Q.search(qn)),
-    }
-    wants_definition = bool(_DEFINITION_Q.search(qn))
+    asked = question.asked
+    wants = {_HAS_DIGIT: asked.number, _HAS_TIME: asked.time, _HAS_PLACE: asked.place, _HAS_EVENT: asked.event}
+    wants_definition = asked.definition
     out: list[Sentence] = []
     for pi, p in enumerate(passages):
         title = normalize(p.title)
@@ -79,6 +75,32 @@ def select_sentences(question: Query, passages: list[Passage], idf: Idf, config:
             out.append(Sentence(score, pi, s, e))
     out.sort(key=lambda c: (-c.score, c.passage, c.start))
     return out
+
+
+def list_items(text: str, start: int, limit: int) -> tuple[list[str], int]:
+    """The items of a list that ``text`` begins at ``start`` (after a colon): each item is the
+    first sentence of a run that opens with a list mark ("——", "一是", "（一）", "1."), without
+    the mark; at most ``limit``. Returns the items and the offset where the last one ends; no
+    items when the text after ``start`` does not open with a mark."""
+    items: list[str] = []
+    end = start
+    window = text[start:start + _ITEM_SPAN]
+    for s, e in split_sentences(window):
+        sentence = window[s:e]
+        if not sentence.strip():
+            continue
+        m = _ITEM_MARK.match(sentence)
+        if m:
+            if len(items) >= limit:
+                break
+            item = sentence[m.end():].strip().rstrip("。；;")
+            if not item:
+                break
+            items.append(item)
+            end = start + e
+        elif not items:
+            break  # the colon is not followed by a list
+    return items, end
 
 
 def _clause_spans(sentence: str) -> list[tuple[int, int]]:

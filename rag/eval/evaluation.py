@@ -319,15 +319,16 @@ class _AnswerTally:
         if a.grounded:
             self.lengths.append(_answer_chars(a))
             self.short_lengths.append(len(a.short))
+        declined = not a.grounded or bool(a.missing)  # "文章未提及总投资" declines what was asked
         if q.no_answer:
             self.no_answer += 1
-            self.declined_none += not a.grounded
+            self.declined_none += declined
             return None
         if not (q.answers or q.must_include):
             return None
         self.answerable += 1
         ok = answer_hit(a.text, q)
-        scored: dict = {"hit": ok, "declined": not a.grounded}
+        scored: dict = {"hit": ok, "declined": declined}
         if q.answers:
             scored |= {"short_em": span_em(a.short, q.answers), "short_f1": span_f1(a.short, q.answers)}
             self.em.append(scored["short_em"])
@@ -335,7 +336,7 @@ class _AnswerTally:
             self.text_f1.append(span_f1(_CITATION.sub("", a.text) if a.grounded else "", q.answers))
         self.hits += ok
         self.short_hits += bool(a.short) and answer_hit(a.short, q)
-        self.wrongly_declined += not a.grounded
+        self.wrongly_declined += declined
         if not ok and len(self.misses) < 50:
             self.misses.append({"id": q.id, "question": q.question, "expected": list(q.answers or q.must_include),
                                 "answer": a.text, "short": a.short})

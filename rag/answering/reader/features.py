@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ...asked import QUESTION_WORDS
 from ...query import Query
 from ...text import pos_tag, to_simplified
 
@@ -19,21 +20,9 @@ __all__ = ["QuestionInfo", "SentenceCandidates", "question_info", "sentence_cand
            "FEATURE_NAMES", "QTYPES", "word_hash", "apply_lexical", "LEX_SIZE", "LEX_TABLES"]
 
 # --- question --------------------------------------------------------------------------------------
-# (type, pattern) in the order they are tried: the first that matches names the question's type
+# the question's type: the first of rag.asked.QUESTION_WORDS that matches, numbered in this order
 QTYPES = ("none", "time", "number", "person", "place", "list", "thing", "reason", "how", "yesno")
-_WH = [
-    ("time", r"什么时候|什么时间|哪一年|哪年|哪一天|哪天|何时|几月|几号|几日|哪个月|哪个年代|哪个朝代|什么年代|什么朝代|哪一时期|"
-             r"哪个时期|什么时期|多少年|几年|哪个世纪|几世纪|哪一个世纪|何年|哪一日"),
-    ("reason", r"为什么|为何|什么原因|何故|原因是"),
-    ("person", r"哪位|哪一位|哪个人|什么人|谁"),
-    ("place", r"哪里|在哪|何处|何地|哪个地方|什么地方|哪个国家|哪国|哪个城市|哪座城市|哪座|哪个省|哪个州|哪一国|哪儿"),
-    ("number", r"多少|多大|多高|多长|多远|多重|多深|多宽|多久|第几|百分之几|几(?:[个名位家项次条座种届所部本只天岁倍人]|十|百|千|万|亿)?"),
-    ("list", r"哪些"),
-    ("how", r"如何|怎样|怎么|怎么样|什么样|何种方式"),
-    ("thing", r"什么|哪一[个种类部首条家所]?|哪[个种类部首条家所两三四五几]?[个种类部首条家所]?|何"),
-    ("yesno", r"是否|是不是|有没有|吗"),
-]
-_WH_RE = [(t, re.compile(p)) for t, p in _WH]
+_WH_RE = [(t, re.compile(p)) for t, p in QUESTION_WORDS]
 _PUNCT = set("，,；;：:。！？!?、（）()《》「」『』“”\"'‘’【】[]…—-·．. \t\n\u3000")
 _CLAUSE_PUNCT = set("，,；;：:。！？!?\n")
 _OPEN = set("《「『“‘（(【[")

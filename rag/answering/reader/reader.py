@@ -35,12 +35,15 @@ MODEL_DIR = Path(__file__).resolve().parent / "model"
 TOP_LAYERS_FILE = "top_layers.npz"  # the encoder's top layers fine-tuned with the span head
 FORMAT_VERSION = 1
 MAX_SENTENCES = 8
-# "哪些项目" asks for a list of 项目: candidates naming that kind of thing come first
-_WHICH_KIND = re.compile(r"哪些([\u4e00-\u9fff]{2})")
-# "多少家", "几个": the counting word the answer's number comes with
-_ASKED_UNIT = re.compile(r"(?:多少|(?<!哪)几)([个名位家项次条座种届所部本只件台辆户元亿万千百吨米人])")
 _COUNTED = re.compile(r"[约近超逾]?(?:[0-9０-９]|[.．](?=[0-9０-９]))+[万亿千百]*[多余]?|[零一二两三四五六七八九十][零一二两三四五六七八九十百千万亿]*[多余]?")
 KIND_MARGIN = 1.0  # how far below the best score a candidate of the asked kind may be and still win
+COUNT_MARGIN = 5.0  # the same for a list of as many items as the question asks for ("哪三个方面"): the trees never learnt to count
+_ATTRIBUTE_GAP = 4  # characters between the attribute asked about and its number: "总投资为" "利率达到"
+_CLAUSE_END = re.compile(r"[，,。；;！？!?]")
+_LIST_SEP = re.compile(r"[、，,和及与]")
+COUNTED_CONFIDENCE = 0.6  # the confidence of such a list (short_alone_confidence: it stands alone)
+_LIST_ITEM_CHARS = 10  # the items of a counted list are names ("村官、村医、村教"), not clauses
+_QUOTES = re.compile(r"[「」『』“”\"《》（）()]")  # a list inside quotes or brackets is a list without them
 _LIST_TAIL = r"等[^，,。；;：:！？!?、\s]{0,6}?"  # + the asked kind: "等6个项目", "等三家单位": a list's closing count
 # what a number may not be cut from: the rest of its digits, its magnitude (万, 亿, …) and a percent sign
 _NUMBER_REST = re.compile(r"(?:[0-9０-９]|[.,．，](?=[0-9０-９]))*[万萬亿億千百]*[%％‰]?")
@@ -145,6 +148,15 @@ def collect_candidates(question: Query, passages: list[Passage], sentences: list
     )
 
 
+def _counted(question: Query, text: str) -> bool:
+    """Whether ``text`` is a list of as many names as the question counts ("哪三个方面": 村官、村医、村教)."""
+    n = question.asked.count
+    if not n or _QUOTES.search(text):
+        return False
+    items = [x for x in _LIST_SEP.split(text) if x.strip()]
+    return len(items) == n and max(map(len, items)) <= _LIST_ITEM_CHARS
+
+
 @dataclass(frozen=True)
 class NeuralRanker:
     """The span head on the encoder's token states, and the trees that weigh its scores with the
@@ -241,9 +253,10 @@ class Reader:
             info.pop("neural", None)
         (folder / "reader.json").write_text(json.dumps(info, ensure_ascii=False, indent=1), encoding="utf-8")
 
-    def score(self, cands: Candidates, neural: np.ndarray | None = None) -> np.ndarray:
+    def score(self, cands: Candidates, neural: np.ndarray | None = None, prune: bool = True) -> np.ndarray:
         """Ranking scores of the candidates (higher is better); with ``neural`` (the candidates'
-        :func:`neural_features`) by the neural ranker's trees."""
+        :func:`neural_features`) by the neural ranker's trees. ``prune``: all the trees score only
+        the candidates the first trees rank best (the others score -inf)."""
         if len(cands) == 0:
             return np.zeros(0)
         X = cands.features.copy()
@@ -253,7 +266,7 @@ class Reader:
             X = np.hstack([X, neural])
             trees = self.neural.trees
         stage, keep = self.PRUNE_TREES, self.PRUNE_KEEP
-        if len(X) <= keep or len(trees.roots) <= stage:
+        if not prune or len(X) <= keep or len(trees.roots) <= stage:
             return trees.predict(X)
         # the first trees rank every candidate; the rest only the best of them
         scores = trees.predict(X, 0, stage)
@@ -291,8 +304,8 @@ class Reader:
         nn = None
         if encoder is not None and self.neural is not None:
             nn = self.neural_features(question, passages, cands, encoder)
-        scores = self._prefer_asked_kind(question, passages, cands, self.score(cands, nn))
-        scores = self._prefer_asked_unit(question, passages, cands, scores)
+        # a question that counts its list ("哪三个方面") needs every list scored, not the first trees' best
+        scores = self.rules(question, passages, cands, self.score(cands, nn, prune=not question.asked.count))
         i = int(np.argmax(scores))
         best = float(scores[i])
         # the runner-up that does not overlap the best span (an overlapping one is the same answer)
@@ -303,8 +316,75 @@ class Reader:
         p, (a, b), (sa, sb) = int(cands.passage[i]), cands.spans[i].tolist(), cands.sentence[i].tolist()
         b = self._whole_list(question, passages[p].text, a, b, sb)
         b = self._whole_number(passages[p].text, a, b, sb)
+        confidence = self.confidence(best, second, neural=nn is not None)
+        if _counted(question, passages[p].text[a:b]):
+            # "哪三个方面" answered by a list of three names: the count says more than the trees' margin
+            confidence = max(confidence, COUNTED_CONFIDENCE)
         return Span(text=passages[p].text[a:b], passage=p, start=a, end=b, sentence_start=sa, sentence_end=sb,
-                    confidence=self.confidence(best, second, neural=nn is not None))
+                    confidence=confidence)
+
+    RULES = ("named", "kind", "unit", "attribute", "count")  # the rules read() applies, in order
+
+    def rules(self, question: Query, passages: list[Passage], cands: Candidates, scores: np.ndarray,
+              rules: tuple[str, ...] | None = None) -> np.ndarray:
+        """The trees' scores after the rules that keep the answer to what is asked (``Query.asked``):
+        among candidates scoring close to the best, only those of the asked kind, unit, attribute
+        or count compete."""
+        for name in self.RULES if rules is None else rules:
+            scores = getattr(self, f"_prefer_asked_{name}")(question, passages, cands, scores)
+        return scores
+
+    @staticmethod
+    def _prefer_asked_attribute(question: Query, passages: list[Passage], cands: Candidates,
+                                scores: np.ndarray) -> np.ndarray:
+        """For "X是多少" questions, when a number stated right after X ("总投资76.01亿元", "利率为3.95%")
+        scores within ``KIND_MARGIN`` of the best, only such numbers compete: not "3个" (项目) of
+        the same sentence."""
+        asked = question.asked
+        if asked.kind != "number" or not asked.attribute or not len(scores) or not np.isfinite(scores).any():
+            return scores
+        attr = asked.attribute
+        best = float(np.max(scores))
+        fits = np.zeros(len(scores), bool)
+        for i, (p, (a, b)) in enumerate(zip(cands.passage.tolist(), cands.spans.tolist())):
+            if scores[i] < best - KIND_MARGIN or not _COUNTED.match(to_simplified(passages[p].text[a:b])):
+                continue
+            before = to_simplified(passages[p].text[max(0, a - len(attr) - _ATTRIBUTE_GAP):a])
+            at = before.rfind(attr)
+            fits[i] = at >= 0 and not _CLAUSE_END.search(before[at + len(attr):])
+        if not fits.any():
+            return scores
+        return np.where(fits, scores, -np.inf)
+
+    @staticmethod
+    def _prefer_asked_named(question: Query, passages: list[Passage], cands: Candidates,
+                            scores: np.ndarray) -> np.ndarray:
+        """For a question quoting a name (「三村工程」是指哪三个方面？), when some passage read holds
+        the name, candidates of passages that do not are out: the answer is about that name."""
+        names = [to_simplified(n) for n in question.asked.names]
+        if not names or not len(scores):
+            return scores
+        holds = np.array([all(n in to_simplified(p.text) for n in names) for p in passages])
+        fits = holds[cands.passage] & np.isfinite(scores)
+        if not fits.any():
+            return scores
+        return np.where(fits, scores, -np.inf)
+
+    @staticmethod
+    def _prefer_asked_count(question: Query, passages: list[Passage], cands: Candidates,
+                            scores: np.ndarray) -> np.ndarray:
+        """For "哪三个方面" questions, when a list of exactly that many items ("村官、村医、村教")
+        scores within ``COUNT_MARGIN`` of the best, only such lists compete."""
+        n = question.asked.count
+        if not n or not len(scores) or not np.isfinite(scores).any():
+            return scores
+        best = float(np.max(scores))
+        fits = np.zeros(len(scores), bool)
+        for i, (p, (a, b)) in enumerate(zip(cands.passage.tolist(), cands.spans.tolist())):
+            fits[i] = scores[i] >= best - COUNT_MARGIN and _counted(question, passages[p].text[a:b])
+        if not fits.any():
+            return scores
+        return np.where(fits, scores, -np.inf)
 
     @staticmethod
     def _whole_number(text: str, a: int, b: int, limit: int) -> int:
@@ -319,12 +399,12 @@ class Reader:
     def _whole_list(question: Query, text: str, a: int, b: int, limit: int) -> int:
         """The end of a "哪些X" list answer with its closing count: "A、B" followed by "等6个项目"
         (X = 项目) ends after it, so the list is the whole list, as the article sums it up."""
-        m = _WHICH_KIND.search(question.normalized)
-        if not m or "、" not in text[a:b]:
+        kind = question.asked.item
+        if not kind or "、" not in text[a:b]:
             return b
         after = text[b:min(limit, b + 12)]
         simplified = to_simplified(after)
-        tail = re.match(_LIST_TAIL + re.escape(m.group(1)), simplified)
+        tail = re.match(_LIST_TAIL + re.escape(kind), simplified)
         if tail and len(simplified) == len(after):  # the same offsets in either script
             return b + tail.end()
         return b
@@ -333,10 +413,9 @@ class Reader:
     def _prefer_asked_unit(question: Query, passages: list[Passage], cands: Candidates, scores: np.ndarray) -> np.ndarray:
         """For "多少家…" / "几个…" questions, when a number counted in that unit ("1.6万多家") scores
         within ``KIND_MARGIN`` of the best, only such numbers compete: not "200余个" next to it."""
-        m = _ASKED_UNIT.search(question.normalized)
-        if not m or not len(scores) or not np.isfinite(scores).any():
+        unit = question.asked.unit
+        if not unit or not len(scores) or not np.isfinite(scores).any():
             return scores
-        unit = m.group(1)
         best = float(np.max(scores))
         counted = re.compile(f"(?:{_COUNTED.pattern})(?:[、和及与至到-](?:{_COUNTED.pattern}))*{unit}")
         fits = np.zeros(len(scores), bool)
@@ -358,10 +437,9 @@ class Reader:
         ``KIND_MARGIN`` of the best, only such candidates compete (for the answer and its runner-up):
         the list of projects, not the neighbouring list of partner units; and when one of them is a
         list ("A、B"), only lists: "哪些" asks for several, not for the last item of the list."""
-        m = _WHICH_KIND.search(question.normalized)
-        if not m or not len(scores):
+        kind = question.asked.item
+        if not kind or not len(scores):
             return scores
-        kind = m.group(1)
         best = float(np.max(scores))
         texts = [to_simplified(passages[p].text[a:b]) for p, (a, b) in zip(cands.passage.tolist(), cands.spans.tolist())]
         fits = np.array([t.endswith(kind) for t in texts])
