@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import shutil
 import subprocess
@@ -114,5 +115,56 @@ def test_ask_in_the_browser(app_url, width, height, name):
                 page.screenshot(path=str(ARTIFACTS / "upload-desktop.png"), full_page=True)
             shown = page.locator("body").inner_text()
             assert not [w for w in ENGLISH if w in shown], [w for w in ENGLISH if w in shown]
+        finally:
+            browser.close()
+
+
+def _ask(page, question: str, expected: str, n: int) -> None:
+    from playwright.sync_api import expect
+
+    page.locator("#question textarea").fill(question)
+    page.locator("#send").click()
+    expect(page.locator("#chat [data-testid='bot']").nth(n - 1)).to_contain_text(expected, timeout=60_000)
+
+
+def test_screen_reader_labels_are_chinese_and_no_badge_covers_a_message(app_url):
+    url, _ = app_url
+    from playwright.sync_api import expect, sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync"],
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900}, locale="en-US")
+            page.goto(url + "/", wait_until="load")
+            expect(page.locator("#question textarea")).to_be_visible(timeout=30_000)
+            _ask(page, "江岸签约了哪些项目？", "等6个项目签约江岸", 1)
+            _ask(page, "宝钢黄石新港二期工程是哪一年开工的？", "2024年", 2)
+            page.wait_for_timeout(500)
+            labels = page.evaluate("""() => [...document.querySelectorAll('[aria-label],[title]')]
+                .flatMap(e => [e.getAttribute('aria-label'), e.getAttribute('title')]).filter(Boolean)""")
+            english = [v for v in labels if re.search(r"[A-Za-z]{3,}", v)]
+            assert not english, english  # "Copy message", "chatbot conversation", "bot's message: <b ...>"
+            assert "对话记录" in labels and "复制消息" in labels
+            bot = [v for v in labels if v.startswith("回答：")]
+            assert len(bot) == 2 and bot[0].startswith("回答：三峡数字科技平台项目") and "<" not in "".join(bot), bot
+            assert any(v == "提问：江岸签约了哪些项目？" for v in labels), labels
+
+            # the "对话" badge and the clear button sit above the scrolling messages, whatever the scroll
+            wrap = page.locator("#chat .bubble-wrap")
+            for top in (0, 40, 120, 400):
+                wrap.evaluate("(e, t) => { e.scrollTop = t; }", top)
+                page.wait_for_timeout(150)
+                messages_top = wrap.bounding_box()["y"]
+                for corner in ("#chat label[data-testid='block-label']", "#chat .top-panel"):
+                    box = page.locator(corner).bounding_box()
+                    assert box is None or box["y"] + box["height"] <= messages_top + 1, (corner, top, box, messages_top)
+            wrap.evaluate("e => { e.scrollTop = 60; }")
+            page.wait_for_timeout(150)
+            page.locator("#chat").screenshot(path=str(ARTIFACTS / "chat-scrolled.png"))
         finally:
             browser.close()

@@ -3,6 +3,7 @@ module importing gradio."""
 from __future__ import annotations
 
 import html
+import json
 import logging
 from types import SimpleNamespace
 
@@ -35,6 +36,10 @@ mark .span { background: #f6b73c; font-weight: 600; }
 .src-meta { color: #57606a; font-size: 0.9em; }
 .src-text { white-space: pre-wrap; margin: 4px 0 0; }
 .note { color: #9a6700; }
+/* the chat's "对话" badge and clear button sit in a strip of their own above the scrolling messages,
+   so a scrolled message never slides under them */
+#chat > .wrapper { padding-top: 30px; box-sizing: border-box; }
+#chat .bubble-wrap { flex: 1 1 0; min-height: 0; height: auto; }
 .inline-sources { display: none; }
 .inline-sources summary { cursor: pointer; }
 .inline-src { display: block; color: #57606a; font-size: 0.9em; }
@@ -199,10 +204,30 @@ def make_blocks(service: Service) -> gr.Blocks:
 
 
 # Gradio picks its own words (upload area, buttons, tooltips) by the browser's language; the page is
-# Chinese whatever the browser says, so the page tells Gradio the browser prefers Chinese.
-_ZH_SCRIPT = (b"<script>(function(){var l=['zh-CN','zh'];try{Object.defineProperty(navigator,'language',"
-              b"{get:function(){return l[0]}});Object.defineProperty(navigator,'languages',{get:function(){return l}})}"
-              b"catch(e){}})();</script>")
+# Chinese whatever the browser says, so the page tells Gradio the browser prefers Chinese. Gradio's
+# Chinese lacks a few screen-reader labels and writes others into its components ("chatbot
+# conversation", "bot's message: <raw HTML>"): the script rewrites those, a message's label to its
+# visible text ("回答：…"), whenever Gradio sets them.
+_ZH_LABELS = {"Copy message": "复制消息", "Copied message": "已复制", "chatbot conversation": "对话记录",
+              "More tabs": "更多标签页", "Scroll down": "滚动到底部", "Clear": "清空"}
+_ZH_SCRIPT = ("<script>(function(){var l=['zh-CN','zh'];try{Object.defineProperty(navigator,'language',"
+              "{get:function(){return l[0]}});Object.defineProperty(navigator,'languages',{get:function(){return l}})}"
+              "catch(e){}"
+              "var W=" + json.dumps(_ZH_LABELS, ensure_ascii=False) + ",R={\"bot's message: \":'回答：',"
+              "\"user's message: \":'提问：'};"
+              # a message's label: its role's word and its text as shown, kept up to date as the text changes
+              "function said(e){e.setAttribute('aria-label',e.dataset.zhLabel+"
+              "(e.innerText||e.textContent||'').replace(/\\s+/g,' ').trim().slice(0,1000))}"
+              "function fix(e){['aria-label','title'].forEach(function(a){var v=e.getAttribute(a);if(!v)return;"
+              "if(W[v]){e.setAttribute(a,W[v]);return}"
+              "for(var p in R){if(a==='aria-label'&&v.indexOf(p)===0){e.dataset.zhLabel=R[p];said(e);return}}})}"
+              "function scan(n){if(n.nodeType!==1)return;fix(n);n.querySelectorAll('[aria-label],[title]').forEach(fix)}"
+              "new MutationObserver(function(ms){ms.forEach(function(m){if(m.type==='attributes')fix(m.target);"
+              "else m.addedNodes.forEach(scan);"
+              "var t=m.target.nodeType===1?m.target:m.target.parentElement,x=t&&t.closest('[data-zh-label]');"
+              "if(x&&m.type!=='attributes')said(x)})}).observe(document.documentElement,"
+              "{subtree:true,childList:true,characterData:true,attributes:true,attributeFilter:['aria-label','title']})"
+              "})();</script>").encode("utf-8")
 
 
 class ChinesePage:
