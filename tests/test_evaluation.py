@@ -130,6 +130,10 @@ def test_evaluate_on_seed_index(retriever, tmp_path):
     assert a.mean_answer_chars > 0
     assert "| hybrid | 1.000 |" in rep.table()
     assert hybrid.answer_in_5 == 0.0  # only s2 has answer strings, and its string is in no article
+    # answers with gold strings are also scored by the gold's length and by what the question asks
+    assert set(rep.by_answer) == {"gold under 10 chars", "asks time"}
+    assert rep.by_answer["asks time"]["questions"] == 1 and rep.by_answer["asks time"]["hit"] == 0.0
+    assert "| asks time | 1 |" in rep.table()
 
 
 def test_cli_eval_writes_json(seed_index, tmp_path, capsys):

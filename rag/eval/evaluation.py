@@ -157,6 +157,7 @@ class EvalReport:
     settings: dict = field(default_factory=dict)
     misses: list[dict] = field(default_factory=list)
     by_kind: dict[str, dict] = field(default_factory=dict)
+    by_answer: dict[str, dict] = field(default_factory=dict)  # by gold answer length, by what is asked
 
     def to_dict(self) -> dict:
         return {
@@ -166,6 +167,7 @@ class EvalReport:
             "retrieval": {r.mode: asdict(r) for r in self.retrieval},
             "answers": asdict(self.answers) if self.answers else None,
             "by_kind": self.by_kind,
+            "by_answer": self.by_answer,
             "answer_misses": self.misses,
         }
 
@@ -206,7 +208,24 @@ class EvalReport:
                 em_f1 = f"{v['short_em']:.3f} / {v['short_f1']:.3f}" if "short_em" in v else ""
                 lines.append(f"| {kind} | {v['questions']} | " + " | ".join(cells)
                              + f" | {v.get('hit', float('nan')):.3f} | {em_f1} | {v.get('declined', float('nan')):.3f} |")
+        if self.by_answer:
+            lines += ["", "answers by gold answer length and by what the question asks (Query.asked.kind)",
+                      "| group | questions | hit | short EM / F1 | declined |", "|---|---|---|---|---|"]
+            for group, v in self.by_answer.items():
+                lines.append(f"| {group} | {v['questions']} | {v['hit']:.3f} | {v['short_em']:.3f} / {v['short_f1']:.3f} "
+                             f"| {v['declined']:.3f} |")
         return "\n".join(lines)
+
+
+_BANDS = ((10, "gold under 10 chars"), (20, "gold 10-19 chars"), (40, "gold 20-39 chars"), (10**9, "gold 40+ chars"))
+
+
+def _answer_groups(q: Question) -> list[str]:
+    """The groups an answerable question's answer scores are also reported in."""
+    from ..query import Query
+
+    band = next(name for limit, name in _BANDS if len(q.answers[0]) < limit)
+    return [band, f"asks {Query.of(q.question).asked.kind}"]
 
 
 # --- the run -----------------------------------------------------------------------------------
@@ -243,6 +262,7 @@ def evaluate(
         modes.insert(modes.index("hybrid") + 1, "fused")
         searchers["fused"] = retriever.with_stages()
     per_kind: dict[str, dict[str, list]] = {}
+    per_answer: dict[str, dict[str, list]] = {}
     pool = chunk_pool or max(30, 3 * k)
     ranks: dict[str, list[int | None]] = {m: [] for m in modes}
     search_lat: dict[str, list[float]] = {m: [] for m in modes}
@@ -275,11 +295,17 @@ def evaluate(
             if q.kind and scored:
                 for name, value in scored.items():
                     per_kind.setdefault(q.kind, {}).setdefault(name, []).append(value)
+            if scored and "short_f1" in scored:
+                for group in _answer_groups(q):
+                    for name, value in scored.items():
+                        per_answer.setdefault(group, {}).setdefault(name, []).append(value)
     retrieval = [retrieval_scores(m, ranks[m], k, search_lat[m], in5[m]) for m in modes if ranks[m]]
     log.info("evaluated %d questions", len(questions))
     return EvalReport(questions=len(questions), k=k, retrieval=retrieval,
                       answers=tally.scores() if assistant is not None else None, misses=tally.misses,
-                      by_kind={kind: _kind_scores(v, k) for kind, v in sorted(per_kind.items())})
+                      by_kind={kind: _kind_scores(v, k) for kind, v in sorted(per_kind.items())},
+                      by_answer={g: _kind_scores(per_answer[g], k) for g in
+                                 [b for _, b in _BANDS if b in per_answer] + sorted(g for g in per_answer if g.startswith("asks"))})
 
 
 def _ask(assistant, q: Question) -> tuple[Answer, float]:
