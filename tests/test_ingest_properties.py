@@ -122,7 +122,7 @@ def test_reading_a_folder_never_loses_the_articles_already_there(tmp_path_factor
 def live(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("fuzz-service")
     shutil.copytree(TEST_DATA / "tiny", tmp / "data")
-    svc = Service(tmp / "data", tmp / "index", feedback_dir=tmp / "feedback")
+    svc = Service(tmp / "data", tmp / "index", config=rag.Config(embedder="hash"), feedback_dir=tmp / "feedback")  # no model in the fast layer
     svc.start()
     return svc
 

@@ -29,6 +29,7 @@ from fake_openai import free_port
 
 ARTICLE = "汉阳月湖湿地新建观鸟台\n来源:长江日报\n长江日报讯 汉阳月湖湿地公园新建三座观鸟台，市民可观察白鹭和小䴙䴘等水鸟。\n"
 TOKEN = "s3cret-token"
+HASH = rag.Config(embedder="hash")  # the index and the service need no model: the fast layer loads none
 
 
 def _snapshot(folder: Path) -> dict[str, bytes]:
@@ -39,12 +40,12 @@ def _snapshot(folder: Path) -> dict[str, bytes]:
 def tiny(tmp_path) -> Path:
     data = tmp_path / "data"
     shutil.copytree(TEST_DATA / "tiny", data)
-    rag.Retriever.build(data, tmp_path / "index")
+    rag.Retriever.build(data, tmp_path / "index", config=HASH)
     return tmp_path
 
 
 def _service(tiny: Path, **kw) -> Service:
-    svc = Service(tiny / "data", tiny / "index", feedback_dir=tiny / "feedback", **kw)
+    svc = Service(tiny / "data", tiny / "index", config=HASH, feedback_dir=tiny / "feedback", **kw)
     svc.start()
     return svc
 
