@@ -213,10 +213,10 @@ class Service:
     def live_retriever(self) -> Retriever:
         """The Retriever requests are answered from now; NotReadyError (503) while none is loaded.
 
-        This is the one home of answering while loading. A Retriever never changes: when another
+        The one place a new generation is swapped in. A Retriever never changes: when another
         process published a generation (``rag add``, ``rag sync``), the first request to notice
         (``Retriever.superseded``: one small file is read) starts loading it in the background
-        (``Retriever.latest``, under :func:`rag.loading.kept_out_of_collections`) and every
+        (``Retriever.latest``, under :mod:`rag.loading`'s measures for answering while loading) and every
         request goes on with the loaded one until the new one is swapped in: a large archive
         takes seconds to load and nobody waits for it. Each request holds the Retriever it got
         here to its end, so it finishes on the generation it started with."""
