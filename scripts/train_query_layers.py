@@ -153,7 +153,7 @@ def qa_examples(name: str, retriever: Retriever, qa_path: str):
 
 
 def add_states(examples: list[Example], embedder) -> None:
-    enc = embedder._ready()
+    enc = embedder.encoder()
     dim = enc.dim
     prompt = embedder.prompts[0]
 
@@ -248,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
             return True
         return c == "news" and bool(e.copy_text) and e.copy_text in news_texts[row]
 
-    model, H = _model(Path(news.embedder._path))
+    model, H = _model(Path(news.embedder.folder))
     layers = model.layers
 
     def encode(batch: list[Example]):

@@ -224,3 +224,13 @@ def test_int8_refuses_what_it_cannot_reproduce(minilm, tmp_path):
         Int8Embedder(str(folder))
     with pytest.raises(EmbedderError, match=r"int8:nonexistent: not a folder"):
         make_embedder("int8:nonexistent")
+
+
+def test_the_folder_and_the_encoder_are_public(folder):
+    from rag.embedding import Int8Embedder
+
+    emb = Int8Embedder(str(folder))
+    assert emb.folder == folder  # construction is cheap: nothing is loaded yet
+    enc = emb.encoder()
+    assert isinstance(enc, OnnxInt8Encoder) and emb.encoder() is enc and enc.dim == emb.dim
+    assert enc.token_states(enc.windows(["query: 江岸"])[1][0]).shape[1] == 2 * emb.dim  # layers 11 and 8

@@ -138,6 +138,16 @@ class Int8Embedder(Embedder):
                                 f"the states of layers {enc.state_layers}")
         return top
 
+    @property
+    def folder(self) -> Path:
+        """The sentence-transformers folder the graph is built from."""
+        return self._path
+
+    def encoder(self) -> OnnxInt8Encoder:
+        """The int8 graph's encoder, built and loaded on first use: its windows, token states and
+        sessions, for scripts that train on the graph's states (``scripts/train_query_layers.py``)."""
+        return self._ready()
+
     def _ready(self) -> OnnxInt8Encoder:
         """The encoder, loaded (and its graph built) on first use."""
         with self._lock:
