@@ -5,13 +5,15 @@ import logging
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping
 
 import numpy as np
 
 from ..reading.chunking import embed_text
 from ..config import Config
-from .base import Engine, Row
+from .base import Engine, Row, engine_class, engine_of
+from .store import IndexStore
 from ..records import Article, Chunk
 from ..loading import taking_turns
 from ..text import fold, tokenize
@@ -19,7 +21,7 @@ from ..text import fold, tokenize
 if TYPE_CHECKING:
     from ..embedding import Embedder
 
-__all__ = ["BuildReport", "UpdateReport", "row_key", "rows_of", "index_changes", "timed"]
+__all__ = ["BuildReport", "UpdateReport", "row_key", "rows_of", "index_changes", "reusable_vectors", "timed"]
 
 log = logging.getLogger(__name__)
 
@@ -138,3 +140,22 @@ def index_changes(
     with timed(stages, "indexing"):
         engine = engine.updated(delete=[row_key(c) for c in removed_chunks], rows=rows, vectors=vectors, tokens=tokens)
     return engine, embedded, len(rows) - embedded
+
+
+def reusable_vectors(index_dir: Path | None, identity: dict | None, config: Config) -> dict[str, np.ndarray]:
+    """chunk id → vector from the index already at ``index_dir`` when it used the same embedder."""
+    if index_dir is None or not IndexStore(index_dir).exists():
+        return {}
+    store = IndexStore(index_dir)
+    try:
+        manifest = store.manifest()
+        if manifest.get("embedder") != identity or engine_of(manifest) != config.engine:
+            return {}
+        gen = store.current()
+        articles, chunks = store.read_records(gen)
+        engine = engine_class(config.engine).load(gen, rows_of(chunks, articles, config), manifest, config)
+        by_key = engine.vectors(row_key(c) for c in chunks)
+    except Exception as e:  # a damaged old index only means nothing to reuse
+        log.warning("not reusing vectors from %s: %s", index_dir, e)
+        return {}
+    return {c.id: by_key[row_key(c)] for c in chunks if row_key(c) in by_key}

@@ -20,7 +20,7 @@ from ..embedding.factory import embedder_for
 from ..engines.base import Engine, engine_class, engine_of
 from ..errors import IndexMismatchError, QueryError, RagError, SourceError
 from .fusion import FUSION, YEAR_LIFT, Candidate, FusionParams
-from ..engines.indexing import BuildReport, UpdateReport, index_changes, row_key, rows_of, timed
+from ..engines.indexing import BuildReport, UpdateReport, index_changes, reusable_vectors, row_key, rows_of, timed
 from ..query import ArticleFilter, Query
 from ..records import Article, Chunk, Passage
 from ..reading.sources import file_fingerprints, formats_named, read_articles
@@ -138,7 +138,7 @@ class Retriever:
         by_id = {a.id: a for a in articles}
         with timed(stages, "chunking"):
             chunks = chunk_articles(articles, config)
-        known = _reusable_vectors(index_dir, identity, config) if embedder else {}
+        known = reusable_vectors(index_dir, identity, config) if embedder else {}
         documents = embedder
         if embedder is not None and config.ray_address:
             from ..engines.base import optional
@@ -416,25 +416,6 @@ class Retriever:
         manifest readable, record counts agree with the engine's, vectors finite and unit length.
         ``config`` gives a Milvus index its token (and another uri for the same server)."""
         return updates.check(index_dir, config)
-
-
-def _reusable_vectors(index_dir: Path | None, identity: dict | None, config: Config):
-    """chunk id → vector from the index already at ``index_dir`` when it used the same embedder."""
-    if index_dir is None or not IndexStore(index_dir).exists():
-        return {}
-    store = IndexStore(index_dir)
-    try:
-        manifest = store.manifest()
-        if manifest.get("embedder") != identity or engine_of(manifest) != config.engine:
-            return {}
-        gen = store.current()
-        articles, chunks = store.read_records(gen)
-        engine = engine_class(config.engine).load(gen, rows_of(chunks, articles, config), manifest, config)
-        by_key = engine.vectors(row_key(c) for c in chunks)
-    except Exception as e:  # a damaged old index only means nothing to reuse
-        log.warning("not reusing vectors from %s: %s", index_dir, e)
-        return {}
-    return {c.id: by_key[row_key(c)] for c in chunks if row_key(c) in by_key}
 
 
 def _at_most_per_article(passages: list[Passage], n: int) -> list[Passage]:
