@@ -146,7 +146,7 @@ def test_every_hybrid_passage_has_its_cosine_even_outside_the_dense_candidates(r
     narrow = rag.Retriever(config=retriever.config, embedder=retriever.embedder, articles=retriever.articles,
                            chunks=retriever.chunks, engine=_FewDense(retriever.engine), manifest=retriever.manifest)
     q = "宝钢黄石新港二期工程是哪一年开工的？"
-    cosine = {p.chunk_id: p.dense_score for p in retriever.search(q, k=50, mode="dense", per_article=None)}
+    cosine = {p.chunk_id: p.dense_score for p in retriever.search(q, k=len(retriever.chunks), mode="dense", per_article=None)}
     ps = narrow.search(q, k=5)
     outside = [p for p in ps if p.dense_rank is None]
     assert outside, "the test needs passages the two dense candidates do not cover"
