@@ -108,6 +108,9 @@ class LocalModel:
                 p.cpuparams.n_threads = self.threads
                 p.cpuparams_batch.n_threads = self.threads
                 p.verbosity = -1
+                # no host-memory cache of earlier prompts: it grows by GBs over a day of questions; the
+                # slot still reuses the system prompt it shares with the previous question
+                p.cache_ram_mib = 0
                 # the binding also listens on a loopback port; a random key keeps other programs out
                 p.api_keys = [secrets.token_hex(16)]
                 t0 = time.perf_counter()
