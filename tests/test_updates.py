@@ -93,6 +93,16 @@ def test_sync_applies_new_edited_and_deleted_files(tiny):
     assert r.sync(data).embedded == 0
 
 
+def test_a_rebuild_over_the_index_reuses_its_vectors_unless_it_is_damaged(tiny, caplog):
+    data, index, r = tiny
+    again = rag.Retriever.build(data, index, embedder="hash")
+    assert (again.build_report.embedded, again.build_report.reused) == (0, len(r.chunks))
+    (IndexStore(index).current() / "manifest.json").write_text("{", encoding="utf-8")
+    with caplog.at_level("WARNING"):
+        fresh = rag.Retriever.build(data, index, embedder="hash")
+    assert fresh.build_report.embedded == len(r.chunks) and "not reusing vectors" in caplog.text
+
+
 def test_with_folding_searches_the_same_index_and_leaves_the_retriever_whole(tiny):
     data, index, r = tiny
     r = r.add([COPY]).retriever
