@@ -48,7 +48,9 @@ _QUOTED = re.compile(r"[「『“\"《]([^」』”\"》]{2,30})[」』”\"》]
 _ATTRIBUTE_Q = re.compile(r"(?:是|为|达|约)?(?:多少|多大|多高|多长|多久|什么时候|何时|哪一年|哪年|哪天|谁)")
 # attributes too general to be missing from an answer ("时间是多少", "数量是多少")
 _UNIT_CHARS = 3  # "总投资是多少亿元": what may follow the question word when it asks of an attribute
-_GENERAL = frozenset("时间 日期 数量 数字 人数 比例 多少 情况 内容 名称 名字 总数 规模 程度 结果".split())
+_GENERAL = frozenset("时间 日期 数量 数字 人数 比例 多少 情况 内容 名称 名字 总数 规模 程度 结果".split()
+                     # and words before a number that say how it is reached, not what it measures
+                     + "预计 预期 达到 超过 需要 大约 约为 可以 可能 将会 共计 累计 总计 一共 大概".split())
 # words that cannot be an attribute: numbers, pronouns, times, measure words, particles…
 _NOT_ATTRIBUTE_POS = ("m", "r", "t", "q", "u", "p", "c", "d", "f", "x", "y", "e", "o")
 _PREFIXES = frozenset("总净年月日全")  # "总投资", "净利润", "年产值": one word with the noun
@@ -84,11 +86,6 @@ class Asked:
     attribute: str = ""
     names: tuple[str, ...] = ()
 
-    @property
-    def fact(self) -> bool:
-        """A number, a time or a person: a fact an article either states or does not."""
-        return self.kind in ("number", "time", "person")
-
 
 def asked_of(text: str) -> Asked:
     """The analysis of a question's text (``Query.asked`` caches it)."""
@@ -121,8 +118,17 @@ def _attribute(qn: str) -> str:
     if not words:
         return ""
     word, tag = words[-1]
-    if len(word) < 2 or tag.startswith(_NOT_ATTRIBUTE_POS) or word in _GENERAL or not re.search(r"[\u4e00-\u9fff]", word):
+    if not _nominal(word, tag) or word in _GENERAL:
         return ""
     if len(words) > 1 and words[-2][0] in _PREFIXES:
         word = words[-2][0] + word
+    elif len(words) > 1 and _nominal(*words[-2]) and words[-2][1].startswith(("n", "vn")):
+        word = words[-2][0] + word  # "投资金额": the article may say either word
     return word
+
+
+def _nominal(word: str, tag: str) -> bool:
+    """A word that can name an attribute: two or more characters, Chinese, not a verb ("达到",
+    "预计"), number, pronoun, time or particle."""
+    return (len(word) >= 2 and tag != "v" and not tag.startswith(_NOT_ATTRIBUTE_POS)
+            and bool(re.search(r"[\u4e00-\u9fff]", word)))

@@ -139,7 +139,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
         report = evaluate(r, questions, k=args.k, modes=["keyword"], answers=False, show_progress=not args.quiet)
     else:
         r = _load(args)
-        report = evaluate(r, questions, k=args.k, modes=MODES, answers=not args.no_answers, show_progress=not args.quiet)
+        reader = None
+        if args.reader:
+            from .answering.reader.reader import Reader
+
+            reader = Reader.load(args.reader)
+        report = evaluate(r, questions, k=args.k, modes=MODES, answers=not args.no_answers, show_progress=not args.quiet,
+                          reader=reader)
     report.settings = {"questions_file": str(args.questions), "index": None if args.keyword_data else args.index,
                        "keyword_data": args.keyword_data, "limit": args.limit,
                        "simplify_questions": args.simplify_questions, "held_out": args.held_out}
@@ -186,6 +192,8 @@ def _configure_eval(p: argparse.ArgumentParser) -> None:
                    "split by story (questions sharing a gold article are one story; rag/eval/split.py): the reranker "
                    "trains on train, settings are chosen on validation, held-out is for reporting")
     p.add_argument("--no-answers", action="store_true", help="retrieval only, do not run the assistant")
+    p.add_argument("--reader", metavar="DIR", help="answer with the span reader saved in DIR (default: the one shipped "
+                   "in the package), to compare two readers on the same questions")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 

@@ -42,11 +42,13 @@ from rag.answering.extractive import select_sentences
 from rag.answering.reader.features import FEATURE_NAMES, apply_lexical
 from rag.answering.reader.neural import NEURAL_FEATURES
 from rag.answering.reader.reader import MODEL_DIR, NeuralRanker, Reader, Trees, collect_candidates
+from rag.answering.reader.rules import RULES, SHAPES, apply_rules, widen
 from rag.config import Config
 from rag.eval.evaluation import load_questions
 from rag.eval.metrics import span_f1
 from rag.eval.split import story_parts
 from rag.query import Query
+from rag.text import split_sentences
 
 log = logging.getLogger("adapt_reader")
 
@@ -240,27 +242,6 @@ class _Text:
     title: str = ""
 
 
-def expand(text: str, a: int, b: int, shape: str) -> tuple[int, int]:
-    """The span ``a:b`` of ``text`` widened to a shape: its clause, its clause to the sentence's end,
-    or its sentence."""
-    from rag.text import split_sentences
-
-    if shape == "span":
-        return a, b
-    s0, s1 = next(((s, e) for s, e in split_sentences(text) if s <= a < e), (a, b))
-    if shape == "sentence":
-        return s0, s1
-    marks = [m.end() for m in re.finditer(r"[，,；;：:]", text[s0:a])]
-    c0 = s0 + (marks[-1] if marks else 0)
-    if shape == "to sentence end":
-        return c0, s1
-    m = re.search(r"[，,；;：:]", text[b:s1])
-    return c0, (b + m.start()) if m else s1
-
-
-SHAPES = ("span", "clause", "to sentence end", "sentence")
-
-
 def expansion_table(reader: Reader, groups: list[Group]) -> dict[str, dict[str, float]]:
     """Per kind of question (``Query.asked.kind``): the mean character F1 of the reader's answer
     widened to each of ``SHAPES``, and how many questions."""
@@ -271,11 +252,13 @@ def expansion_table(reader: Reader, groups: list[Group]) -> dict[str, dict[str, 
         q = Query.of(g.question)
         passages = [_Text(t) for t in g.passages]
         cands = SimpleNamespace(passage=g.spans[:, 0], spans=g.spans[:, 1:])
-        i = int(np.argmax(reader.rules(q, passages, cands, reader.neural.trees.predict(np.hstack([g.X, g.nn])))))
+        i = int(np.argmax(apply_rules(q, passages, cands, reader.neural.trees.predict(np.hstack([g.X, g.nn])))))
         p, a, b = g.spans[i].tolist()
+        text = g.passages[p]
+        s0, s1 = next(((s, e) for s, e in split_sentences(text) if s <= a < e), (a, b))
         row = by_kind.setdefault(q.asked.kind, {s: [] for s in SHAPES})
         for shape in SHAPES:
-            x, y = expand(g.passages[p], a, b, shape)
+            x, y = widen(text, a, b, s0, s1, shape)
             row[shape].append(span_f1(g.passages[p][x:y], g.answers))
     return {k: {**{s: round(float(np.mean(v)), 3) for s, v in row.items()}, "n": len(row["span"])}
             for k, row in sorted(by_kind.items())}
@@ -289,8 +272,8 @@ def rule_table(reader: Reader, groups: list[Group]) -> dict[str, dict[str, float
 
     from rag.answering.assistant import Assistant
 
-    variants = {"all rules": Reader.RULES, "no rules": ()}
-    variants |= {f"without {r}": tuple(x for x in Reader.RULES if x != r) for r in Reader.RULES}
+    variants = {"all rules": tuple(RULES), "no rules": ()}
+    variants |= {f"without {r}": tuple(x for x in RULES if x != r) for r in RULES}
     out: dict[str, dict[str, float]] = {}
     for name in sorted({g.set for g in groups}):
         mine = [g for g in groups if g.set == name and g.nn is not None]
@@ -301,7 +284,7 @@ def rule_table(reader: Reader, groups: list[Group]) -> dict[str, dict[str, float
                 q = Query.of(g.question)
                 passages = [_Text(t) for t in g.passages]
                 cands = SimpleNamespace(passage=g.spans[:, 0], spans=g.spans[:, 1:])
-                sc = reader.rules(q, passages, cands, reader.neural.trees.predict(np.hstack([g.X, g.nn])), rules)
+                sc = apply_rules(q, passages, cands, reader.neural.trees.predict(np.hstack([g.X, g.nn])), rules)
                 f1.append(g.f1[int(np.argmax(sc))])
             row[label] = float(np.mean(f1))
         for kind, shapes in expansion_table(reader, mine).items():

@@ -11,6 +11,7 @@ from rag.errors import RagError
 from rag.answering.extractive import select_sentences
 from rag.query import Query
 from rag.answering.reader.reader import MODEL_DIR, Reader, Span, Trees
+from rag.answering.reader.rules import unit, whole_number
 from rag.records import Passage
 from rag.text import compact, strip_pinyin_noise, to_simplified
 
@@ -120,7 +121,7 @@ def test_missing_weights_say_how_to_fix(tmp_path):
 ])
 def test_a_number_is_never_cut_from_its_decimals_magnitude_or_percent_sign(text, span, whole):
     a = text.index(span)
-    b = Reader._whole_number(text, a, a + len(span), len(text))
+    b = whole_number(text, a, a + len(span), len(text))
     assert text[a:b] == whole
 
 
@@ -133,9 +134,9 @@ def test_how_many_of_a_unit_prefers_the_number_counted_in_it():
     cands = collect_candidates(q, passages, None)
     spans = [text[a:b] for a, b in cands.spans.tolist()]
     assert any(s.startswith("200") for s in spans)  # both numbers are candidates
-    kept = Reader._prefer_asked_unit(q, passages, cands, np.zeros(len(cands)))
+    kept = unit(q, passages, cands, np.zeros(len(cands)))
     kept_texts = {s for s, k in zip(spans, kept) if np.isfinite(k)}
     assert kept_texts and all(s.startswith("1.6") for s in kept_texts)  # "1.6" reads on as "1.6万" (above)
     # questions that ask for no count are left alone ("哪几个" asks which, not how many)
     for other in ("江阴全市排查了什么？", "江阴的企业分为哪几个部分？"):
-        assert np.isfinite(Reader._prefer_asked_unit(Query.of(other), passages, cands, np.zeros(len(cands)))).all()
+        assert np.isfinite(unit(Query.of(other), passages, cands, np.zeros(len(cands)))).all()

@@ -355,13 +355,15 @@ class Assistant:
 
     @staticmethod
     def _missing(q: Query, passages: list[Passage]) -> str:
-        """The attribute a factual question asks about ("总投资" of "…二期总投资是多少？") when no
-        passage read mentions it (nor its last two characters, "投资"), else ""."""
+        """The attribute a question asking for a number is about ("总投资" of "…二期总投资是多少？")
+        when no passage read mentions it (nor its first or last two characters: "投资" of "总投资",
+        "投资金额"), else "". Only numbers: the words for a person's role or a time vary too much
+        ("作者" of a book its article says was 著 by someone)."""
         asked = q.asked
-        if not asked.fact or not asked.attribute:
+        if asked.kind != "number" or not asked.attribute:
             return ""
         attr = to_simplified(asked.attribute)
-        forms = {attr, attr[-2:]}
+        forms = {attr, attr[:2], attr[-2:]}
         for p in passages:
             text = to_simplified(f"{p.title} {p.text}")
             if any(f in text for f in forms):

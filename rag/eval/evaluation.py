@@ -247,6 +247,7 @@ def evaluate(
     answers: bool = True,
     chunk_pool: int | None = None,
     show_progress: bool = False,
+    reader=None,
 ) -> EvalReport:
     """Run every question through each retrieval mode and (when ``answers``) the Assistant.
 
@@ -254,6 +255,7 @@ def evaluate(
     deduplicated by article. Follow-ups are asked after their ``turns``, with that history.
     When the retriever runs search stages (the reranker), hybrid is also measured on fusion alone
     (mode ``fused``). Questions with a ``kind`` are also scored per kind (``EvalReport.by_kind``).
+    ``reader``: the span reader the Assistant answers with (default: the shipped one).
     """
     questions = list(questions)
     modes = list(modes)
@@ -271,7 +273,7 @@ def evaluate(
     if answers:
         from ..answering.assistant import Assistant
 
-        assistant = Assistant(retriever)
+        assistant = Assistant(retriever, reader=reader)
     tally = _AnswerTally()
     it = questions
     if show_progress:

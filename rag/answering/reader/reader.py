@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,9 +22,9 @@ from ...query import Query
 from .features import (FEATURE_NAMES, LEX_TABLES, NF, apply_lexical, question_info,
                               sentence_candidates)
 from .neural import NEURAL_FEATURES, PairEncoder, SpanHead, neural_features
+from .rules import COUNTED_CONFIDENCE, SHAPES_BY_KIND, apply_rules, counted, whole_list, whole_number, widen
 from ...records import Passage
 from ...trees import Trees
-from ...text import to_simplified
 
 __all__ = ["Span", "Reader", "NeuralRanker", "Trees", "Candidates", "collect_candidates", "MODEL_DIR", "FORMAT_VERSION"]
 
@@ -35,18 +34,6 @@ MODEL_DIR = Path(__file__).resolve().parent / "model"
 TOP_LAYERS_FILE = "top_layers.npz"  # the encoder's top layers fine-tuned with the span head
 FORMAT_VERSION = 1
 MAX_SENTENCES = 8
-_COUNTED = re.compile(r"[约近超逾]?(?:[0-9０-９]|[.．](?=[0-9０-９]))+[万亿千百]*[多余]?|[零一二两三四五六七八九十][零一二两三四五六七八九十百千万亿]*[多余]?")
-KIND_MARGIN = 1.0  # how far below the best score a candidate of the asked kind may be and still win
-COUNT_MARGIN = 5.0  # the same for a list of as many items as the question asks for ("哪三个方面"): the trees never learnt to count
-_ATTRIBUTE_GAP = 4  # characters between the attribute asked about and its number: "总投资为" "利率达到"
-_CLAUSE_END = re.compile(r"[，,。；;！？!?]")
-_LIST_SEP = re.compile(r"[、，,和及与]")
-COUNTED_CONFIDENCE = 0.6  # the confidence of such a list (short_alone_confidence: it stands alone)
-_LIST_ITEM_CHARS = 10  # the items of a counted list are names ("村官、村医、村教"), not clauses
-_QUOTES = re.compile(r"[「」『』“”\"《》（）()]")  # a list inside quotes or brackets is a list without them
-_LIST_TAIL = r"等[^，,。；;：:！？!?、\s]{0,6}?"  # + the asked kind: "等6个项目", "等三家单位": a list's closing count
-# what a number may not be cut from: the rest of its digits, its magnitude (万, 亿, …) and a percent sign
-_NUMBER_REST = re.compile(r"(?:[0-9０-９]|[.,．，](?=[0-9０-９]))*[万萬亿億千百]*[%％‰]?")
 
 
 @dataclass(frozen=True)
@@ -146,15 +133,6 @@ def collect_candidates(question: Query, passages: list[Passage], sentences: list
         features=np.concatenate([c.features for *_, c in parts]),
         word_keys=np.concatenate([c.word_keys for *_, c in parts]),
     )
-
-
-def _counted(question: Query, text: str) -> bool:
-    """Whether ``text`` is a list of as many names as the question counts ("哪三个方面": 村官、村医、村教)."""
-    n = question.asked.count
-    if not n or _QUOTES.search(text):
-        return False
-    items = [x for x in _LIST_SEP.split(text) if x.strip()]
-    return len(items) == n and max(map(len, items)) <= _LIST_ITEM_CHARS
 
 
 @dataclass(frozen=True)
@@ -305,7 +283,7 @@ class Reader:
         if encoder is not None and self.neural is not None:
             nn = self.neural_features(question, passages, cands, encoder)
         # a question that counts its list ("哪三个方面") needs every list scored, not the first trees' best
-        scores = self.rules(question, passages, cands, self.score(cands, nn, prune=not question.asked.count))
+        scores = apply_rules(question, passages, cands, self.score(cands, nn, prune=not question.asked.count))
         i = int(np.argmax(scores))
         best = float(scores[i])
         # the runner-up that does not overlap the best span (an overlapping one is the same answer)
@@ -314,139 +292,12 @@ class Reader:
         others = scores[~same & np.isfinite(scores)]
         second = float(others.max()) if len(others) else best - 5.0
         p, (a, b), (sa, sb) = int(cands.passage[i]), cands.spans[i].tolist(), cands.sentence[i].tolist()
-        b = self._whole_list(question, passages[p].text, a, b, sb)
-        b = self._whole_number(passages[p].text, a, b, sb)
+        b = whole_list(question, passages[p].text, a, b, sb)
+        b = whole_number(passages[p].text, a, b, sb)
+        a, b = widen(passages[p].text, a, b, sa, sb, SHAPES_BY_KIND.get(question.asked.kind, "span"))
         confidence = self.confidence(best, second, neural=nn is not None)
-        if _counted(question, passages[p].text[a:b]):
+        if counted(question, passages[p].text[a:b]):
             # "哪三个方面" answered by a list of three names: the count says more than the trees' margin
             confidence = max(confidence, COUNTED_CONFIDENCE)
         return Span(text=passages[p].text[a:b], passage=p, start=a, end=b, sentence_start=sa, sentence_end=sb,
                     confidence=confidence)
-
-    RULES = ("named", "kind", "unit", "attribute", "count")  # the rules read() applies, in order
-
-    def rules(self, question: Query, passages: list[Passage], cands: Candidates, scores: np.ndarray,
-              rules: tuple[str, ...] | None = None) -> np.ndarray:
-        """The trees' scores after the rules that keep the answer to what is asked (``Query.asked``):
-        among candidates scoring close to the best, only those of the asked kind, unit, attribute
-        or count compete."""
-        for name in self.RULES if rules is None else rules:
-            scores = getattr(self, f"_prefer_asked_{name}")(question, passages, cands, scores)
-        return scores
-
-    @staticmethod
-    def _prefer_asked_attribute(question: Query, passages: list[Passage], cands: Candidates,
-                                scores: np.ndarray) -> np.ndarray:
-        """For "X是多少" questions, when a number stated right after X ("总投资76.01亿元", "利率为3.95%")
-        scores within ``KIND_MARGIN`` of the best, only such numbers compete: not "3个" (项目) of
-        the same sentence."""
-        asked = question.asked
-        if asked.kind != "number" or not asked.attribute or not len(scores) or not np.isfinite(scores).any():
-            return scores
-        attr = asked.attribute
-        best = float(np.max(scores))
-        fits = np.zeros(len(scores), bool)
-        for i, (p, (a, b)) in enumerate(zip(cands.passage.tolist(), cands.spans.tolist())):
-            if scores[i] < best - KIND_MARGIN or not _COUNTED.match(to_simplified(passages[p].text[a:b])):
-                continue
-            before = to_simplified(passages[p].text[max(0, a - len(attr) - _ATTRIBUTE_GAP):a])
-            at = before.rfind(attr)
-            fits[i] = at >= 0 and not _CLAUSE_END.search(before[at + len(attr):])
-        if not fits.any():
-            return scores
-        return np.where(fits, scores, -np.inf)
-
-    @staticmethod
-    def _prefer_asked_named(question: Query, passages: list[Passage], cands: Candidates,
-                            scores: np.ndarray) -> np.ndarray:
-        """For a question quoting a name (「三村工程」是指哪三个方面？), when some passage read holds
-        the name, candidates of passages that do not are out: the answer is about that name."""
-        names = [to_simplified(n) for n in question.asked.names]
-        if not names or not len(scores):
-            return scores
-        holds = np.array([all(n in to_simplified(p.text) for n in names) for p in passages])
-        fits = holds[cands.passage] & np.isfinite(scores)
-        if not fits.any():
-            return scores
-        return np.where(fits, scores, -np.inf)
-
-    @staticmethod
-    def _prefer_asked_count(question: Query, passages: list[Passage], cands: Candidates,
-                            scores: np.ndarray) -> np.ndarray:
-        """For "哪三个方面" questions, when a list of exactly that many items ("村官、村医、村教")
-        scores within ``COUNT_MARGIN`` of the best, only such lists compete."""
-        n = question.asked.count
-        if not n or not len(scores) or not np.isfinite(scores).any():
-            return scores
-        best = float(np.max(scores))
-        fits = np.zeros(len(scores), bool)
-        for i, (p, (a, b)) in enumerate(zip(cands.passage.tolist(), cands.spans.tolist())):
-            fits[i] = scores[i] >= best - COUNT_MARGIN and _counted(question, passages[p].text[a:b])
-        if not fits.any():
-            return scores
-        return np.where(fits, scores, -np.inf)
-
-    @staticmethod
-    def _whole_number(text: str, a: int, b: int, limit: int) -> int:
-        """The end of a span that ends in a digit, past the rest of its number: "35" of "35%" is
-        "35%", "1.6" of "1.6万" is "1.6万" (a number without its magnitude or percent sign is
-        another number)."""
-        if b <= a or not text[b - 1].isdigit():
-            return b
-        return b + len(_NUMBER_REST.match(text, b, limit).group())
-
-    @staticmethod
-    def _whole_list(question: Query, text: str, a: int, b: int, limit: int) -> int:
-        """The end of a "哪些X" list answer with its closing count: "A、B" followed by "等6个项目"
-        (X = 项目) ends after it, so the list is the whole list, as the article sums it up."""
-        kind = question.asked.item
-        if not kind or "、" not in text[a:b]:
-            return b
-        after = text[b:min(limit, b + 12)]
-        simplified = to_simplified(after)
-        tail = re.match(_LIST_TAIL + re.escape(kind), simplified)
-        if tail and len(simplified) == len(after):  # the same offsets in either script
-            return b + tail.end()
-        return b
-
-    @staticmethod
-    def _prefer_asked_unit(question: Query, passages: list[Passage], cands: Candidates, scores: np.ndarray) -> np.ndarray:
-        """For "多少家…" / "几个…" questions, when a number counted in that unit ("1.6万多家") scores
-        within ``KIND_MARGIN`` of the best, only such numbers compete: not "200余个" next to it."""
-        unit = question.asked.unit
-        if not unit or not len(scores) or not np.isfinite(scores).any():
-            return scores
-        best = float(np.max(scores))
-        counted = re.compile(f"(?:{_COUNTED.pattern})(?:[、和及与至到-](?:{_COUNTED.pattern}))*{unit}")
-        fits = np.zeros(len(scores), bool)
-        for i, (p, (a, b)) in enumerate(zip(cands.passage.tolist(), cands.spans.tolist())):
-            if scores[i] < best - KIND_MARGIN:
-                continue
-            text = passages[p].text
-            # starting with the number (or numbers: "6.5万、8.5万人次"), then at most its magnitude and
-            # "多"/"余", then the unit (within 3 characters of the candidate's end: "1.6" of "1.6万多家" fits)
-            around = to_simplified(text[a:min(len(text), b + 3)])
-            fits[i] = bool(counted.match(around))
-        if not fits.any():
-            return scores
-        return np.where(fits, scores, -np.inf)
-
-    @staticmethod
-    def _prefer_asked_kind(question: Query, passages: list[Passage], cands: Candidates, scores: np.ndarray) -> np.ndarray:
-        """For "哪些X" questions, when a candidate ending in X ("…等6个项目") scores within
-        ``KIND_MARGIN`` of the best, only such candidates compete (for the answer and its runner-up):
-        the list of projects, not the neighbouring list of partner units; and when one of them is a
-        list ("A、B"), only lists: "哪些" asks for several, not for the last item of the list."""
-        kind = question.asked.item
-        if not kind or not len(scores):
-            return scores
-        best = float(np.max(scores))
-        texts = [to_simplified(passages[p].text[a:b]) for p, (a, b) in zip(cands.passage.tolist(), cands.spans.tolist())]
-        fits = np.array([t.endswith(kind) for t in texts])
-        near = scores >= best - KIND_MARGIN
-        if not (fits & near).any():
-            return scores
-        lists = fits & np.array(["、" in t for t in texts])
-        if (lists & near).any():
-            fits = lists
-        return np.where(fits, scores, -np.inf)
