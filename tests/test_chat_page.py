@@ -56,3 +56,32 @@ def test_a_source_says_where_else_the_story_ran():
     html = render.sources_html(_answer(citations=[p]))
     assert "长江日报 · 2021-12-03 · 亦见于：湖北日报、新民晚报；另有1篇相同报道" in html
     assert "亦见于" not in render.sources_html(_answer())
+
+
+def test_the_app_keeps_a_bounded_number_of_browser_sessions(tmp_path):
+    """Gradio keeps every session's copy of the page (10,000 by default): the app keeps the newest 500."""
+    from rag.serving.service import Service
+    from rag.serving.web.chat import SESSIONS_KEPT, make_app
+
+    app = make_app(Service(tmp_path / "data", tmp_path / "index", feedback_dir=tmp_path / "fb"))
+    holders = [r.app.state_holder for r in app.routes if hasattr(getattr(r, "app", None), "state_holder")]
+    assert holders and holders[0].capacity == SESSIONS_KEPT == 500
+
+
+def test_the_app_asks_glibc_for_few_malloc_arenas(monkeypatch):
+    import app
+
+    calls = []
+
+    class Libc:
+        def mallopt(self, param, value):
+            calls.append((param, value))
+            return 1
+
+    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
+    monkeypatch.setattr(app.ctypes, "CDLL", lambda name: Libc())
+    app._few_malloc_arenas()
+    assert calls == [(-8, app.MALLOC_ARENAS)]
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")  # the user's own choice stands
+    app._few_malloc_arenas()
+    assert calls == [(-8, app.MALLOC_ARENAS)]

@@ -19,6 +19,8 @@ from .render import chat_message, feedback_source, sources_html, upload_files, w
 
 log = logging.getLogger(__name__)
 
+SESSIONS_KEPT = 500  # browser sessions whose state (the votes' memo) Gradio keeps in memory
+
 EXAMPLES = [
     "江岸签约了哪些项目？",
     "宝钢黄石新港二期工程是哪一年开工的？",
@@ -171,6 +173,9 @@ def _voter(service: Service):
 def make_blocks(service: Service) -> gr.Blocks:
     """The chat page over ``service``: the chat tab, the upload tab when writes are allowed, a status line."""
     with gr.Blocks(title="新闻问答") as demo:
+        # Gradio keeps a copy of the page's settings for every session it has seen, 10,000 by default
+        # (~60 kB each); the newest SESSIONS_KEPT are enough (an older one only loses its vote memo)
+        demo.state_session_capacity = SESSIONS_KEPT
         gr.Markdown("## 新闻问答\n根据新闻文章回答问题，每个答案都注明出处。")
         status = gr.Markdown(service.status, elem_id="status")
         last = gr.State({})  # assistant message index → {question, answer, sources}
