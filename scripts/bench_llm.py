@@ -17,7 +17,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import random
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -103,7 +105,9 @@ def run(args) -> None:
     config = rag.Config.from_env()
     retriever = rag.Retriever.load(args.index, config=config)
     reader = shared_reader()
-    mem = {"rss_before_model_mb": rss_mb()}
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True).stdout
+    mem = {"rss_before_model_mb": rss_mb(), "commit": head, "tree_changed": sorted(l[3:] for l in dirty.splitlines())}
     model = None
     if any(u != "extractive" for u in uses):
         t0 = time.perf_counter()
@@ -213,6 +217,28 @@ def report(paths: list[str]) -> None:
               f"| {sum(r['removed'] > 0 for r in composed) if composed else '–'} "
               f"| {sum(r['unsourced'] > 0 for r in composed) if composed else '–'} "
               f"| {fmt([r['first_s'] for r in rs])} | {fmt([r['total_s'] for r in rs])} | {fmt(firsts)} |")
+    paired(rows, ids)
+
+
+def paired(rows: dict, ids: set) -> None:
+    """Each use against the extractive answer, question by question: short answers changed, better and
+    worse by F1 and EM, and the mean F1 change with a bootstrap 95% interval (2,000 resamples, seed 0)."""
+    ext = rows.get("extractive")
+    if not ext:
+        return
+    print("\n| use | short answers changed | F1 better / worse | EM better / worse | mean F1 change [95% interval] |")
+    print("|---|---|---|---|---|")
+    for u in sorted(r for r in rows if r != "extractive"):
+        pairs = [(ext[i], rows[u][i]) for i in sorted(ids) if ext[i]["f1"] is not None]
+        if not pairs:
+            continue
+        d = [b["f1"] - a["f1"] for a, b in pairs]
+        de = [b["em"] - a["em"] for a, b in pairs]
+        rng = random.Random(0)
+        means = sorted(statistics.mean(rng.choices(d, k=len(d))) for _ in range(2000))
+        print(f"| {u} | {sum(a['short'] != b['short'] for a, b in pairs)} of {len(pairs)} "
+              f"| {sum(x > 0 for x in d)} / {sum(x < 0 for x in d)} | {sum(x > 0 for x in de)} / {sum(x < 0 for x in de)} "
+              f"| {statistics.mean(d):+.3f} [{means[50]:+.3f}, {means[1949]:+.3f}] |")
 
 
 def main() -> None:
