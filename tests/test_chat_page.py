@@ -85,3 +85,14 @@ def test_the_app_asks_glibc_for_few_malloc_arenas(monkeypatch):
     monkeypatch.setenv("MALLOC_ARENA_MAX", "4")  # the user's own choice stands
     app._few_malloc_arenas()
     assert calls == [(-8, app.MALLOC_ARENAS)]
+
+
+def test_the_chat_explains_bad_filters_and_a_loading_index_in_chinese(tmp_path):
+    from rag.serving.service import Service
+    from rag.serving.web.chat import _asker
+
+    ask = _asker(Service(tmp_path / "data", tmp_path / "index", feedback_dir=tmp_path / "fb"))  # not started
+    said = lambda *filters: list(ask("江岸签约了哪些项目？", [], None, *filters, 3, {}))[-1][0][-1]["content"]  # noqa: E731
+    assert said("昨天", "") == "⚠ 筛选条件有误：起始日期 &#x27;昨天&#x27; 应写作 2021-12-03（或 2021、2021-12）"
+    assert said("2022", "2021") == "⚠ 筛选条件有误：起始日期（2022）晚于结束日期（2021）"
+    assert said("", "") == f"⚠ 索引 {tmp_path / 'index'} 仍在加载：请几秒后重试"

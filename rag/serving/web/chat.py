@@ -16,6 +16,7 @@ from ...reading.sources import MAX_FILE_BYTES, formats_named
 from ..service import UPLOAD_SUFFIXES, Service
 from .api import FilterBody, came_through_proxy, make_api, validation_detail
 from .render import chat_message, feedback_source, sources_html, upload_files, without_inline_sources
+from .zh import zh_error, zh_message
 
 log = logging.getLogger(__name__)
 
@@ -128,10 +129,10 @@ def _asker(service: Service):
                     yield (turn + [{"role": "assistant", "content": chat_message(item, message)}],
                            sources_html(item), "", memo)
         except ValidationError as e:
-            text = "⚠ 筛选条件有误：" + validation_detail(e.errors())
+            text = "⚠ 筛选条件有误：" + "；".join(zh_message(d) for d in validation_detail(e.errors()).split("; "))
             yield turn + [{"role": "assistant", "content": html.escape(text)}], gr.update(), "", memo
         except (QueryError, NotReadyError) as e:
-            text = "请先输入问题。" if isinstance(e, EmptyQueryError) else f"⚠ {e}"
+            text = "请先输入问题。" if isinstance(e, EmptyQueryError) else f"⚠ {zh_error(e)}"
             yield turn + [{"role": "assistant", "content": html.escape(text)}], gr.update(), "", memo
 
     return ask
@@ -148,7 +149,7 @@ def _plain_answer(service: Service):
         except EmptyQueryError:
             return "请先输入问题。"
         except (QueryError, NotReadyError) as e:
-            return f"⚠ {e}"
+            return f"⚠ {zh_error(e)}"
 
     return answer
 

@@ -1,6 +1,6 @@
 """The library's error messages in Chinese, for the Chinese chat page (the REST API keeps English).
 
-Each message the upload tab can show is matched by a pattern of its English wording and rewritten;
+Each message the upload tab and the chat can show is matched by a pattern of its English wording and rewritten;
 a file's problem ``name.jsonl:2: reason`` becomes ``name.jsonl 第 2 行：原因``. A message no pattern
 knows is shown as it is (tests/test_app.py uploads one file per known problem and checks the words).
 """
@@ -37,6 +37,10 @@ _MESSAGES: list[tuple[str, str]] = [
     (r"index at (?P<p>.+) is being written by another process; .*", "索引 {p} 正由另一个进程写入：请等它完成后重试"),
     (r"index (?P<p>.+) is still loading; retry in a few seconds", "索引 {p} 仍在加载：请几秒后重试"),
     (r"the app is shutting down: .*", "服务正在关闭，没有做任何修改：请在它重新启动后重试"),
+    # the chat's filters
+    (r"date_from: must be an ISO date like .* \(got (?P<got>.*)\)", "起始日期 {got} 应写作 2021-12-03（或 2021、2021-12）"),
+    (r"date_to: must be an ISO date like .* \(got (?P<got>.*)\)", "结束日期 {got} 应写作 2021-12-03（或 2021、2021-12）"),
+    (r"date_from \((?P<a>.*)\) is after date_to \((?P<b>.*)\)", "起始日期（{a}）晚于结束日期（{b}）"),
 ]
 
 # what is wrong with one file (after "name: " or "name:line: ")
