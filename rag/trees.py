@@ -40,6 +40,20 @@ class Trees:
             node = np.where(go_left, self.left[node], self.right[node])
         return self.value[node].sum(axis=1)
 
+    def __add__(self, more: "Trees") -> "Trees":
+        """One model scoring the sum of both (``more``'s trees after these: a model boosted further
+        from this one's scores, as ``scripts/adapt_reader.py`` grows them)."""
+        off = len(self.feature)
+        return Trees(np.concatenate([self.feature, more.feature]), np.concatenate([self.threshold, more.threshold]),
+                     np.concatenate([self.left, more.left + off]), np.concatenate([self.right, more.right + off]),
+                     np.concatenate([self.value, more.value]), np.concatenate([self.roots, more.roots + off]),
+                     max(self.depth, more.depth))
+
+    def first(self, nodes: int, trees: int) -> "Trees":
+        """The model made of its first ``trees`` trees (held in its first ``nodes`` nodes)."""
+        return Trees(self.feature[:nodes], self.threshold[:nodes], self.left[:nodes], self.right[:nodes],
+                     self.value[:nodes], self.roots[:trees], self.depth)
+
     def to_arrays(self) -> dict[str, np.ndarray]:
         return {"feature": self.feature.astype(np.int16), "threshold": self.threshold, "left": self.left,
                 "right": self.right, "value": self.value.astype(np.float32), "roots": self.roots,

@@ -140,3 +140,17 @@ def test_how_many_of_a_unit_prefers_the_number_counted_in_it():
     # questions that ask for no count are left alone ("哪几个" asks which, not how many)
     for other in ("江阴全市排查了什么？", "江阴的企业分为哪几个部分？"):
         assert np.isfinite(unit(Query.of(other), passages, cands, np.zeros(len(cands)))).all()
+
+
+def test_trees_boosted_further_score_the_sum_and_cut_back():
+    """A reader adapted to news is its trees plus more trees grown from their scores
+    (scripts/adapt_reader.py); the sum scores like both, and the first part is the reader it was."""
+    base = Reader.load().trees
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(50, len(Reader.load().meta["features"])))
+    more = base.first(len(base.feature), 7)
+    both = base + more
+    assert len(both.roots) == len(base.roots) + 7
+    assert np.allclose(both.predict(X), base.predict(X) + more.predict(X))
+    again = both.first(len(base.feature), len(base.roots))
+    assert np.allclose(again.predict(X), base.predict(X))
