@@ -120,3 +120,10 @@ def test_build_messages_keeps_only_recent_text_turns():
     msgs = build_messages("问题？", [p], history)
     assert [m["content"] for m in msgs[1:-1]] == ["5", "6", "7", "8", "9"]
     assert msgs[-1]["content"].startswith("资料：\n[1] 标题（长江日报 2021-12-03）\n正文")
+
+
+def test_build_messages_tells_the_model_a_date_without_a_year():
+    """An article dated 11月29日 with no year stated: the model is told so, not given no date."""
+    p = rag.Passage(doc_id="d", title="标题", date=None, month=11, day=29, source="长江日报", text="正文", score=1.0)
+    msgs = build_messages("问题？", [p], None)
+    assert "[1] 标题（长江日报 11月29日（未注明年份））" in msgs[-1]["content"]

@@ -12,7 +12,7 @@ import httpx
 
 from ..config import Config
 from ..errors import LLMError
-from ..records import Passage
+from ..records import Passage, readable_date
 
 __all__ = ["ChatModel", "CheckedReply", "build_messages", "build_short_messages", "check_citations", "UNSOURCED"]
 
@@ -40,7 +40,7 @@ def build_messages(
     """
     lines = []
     for n, p in enumerate(passages, 1):
-        meta = " ".join(x for x in (p.source or "", p.date or "") if x)
+        meta = " ".join(x for x in (p.source or "", readable_date(p.date, p.month, p.day)) if x)
         lines.append(f"[{n}] {p.title}（{meta}）\n{p.text}")
     messages: list[dict] = [{"role": "system", "content": SYSTEM_PROMPT}]
     for turn in (history or [])[-6:]:
