@@ -70,12 +70,12 @@ def shared_reader() -> Reader:
 
 
 def _naming(q: Query, passages: list[Passage], candidates: list[Sentence]) -> list[Sentence]:
-    """For a question quoting a name (「三村工程」…), the sentences of passages holding it, when
-    some do: a passage that never names it answers another question."""
+    """For a question quoting a name (「三村工程」…), the sentences of passages holding it (in their
+    text or their article's title), when some do: a passage that never names it answers another question."""
     names = [to_simplified(n) for n in q.asked.names]
     if not names:
         return candidates
-    holding = {i for i, p in enumerate(passages) if all(n in to_simplified(p.text) for n in names)}
+    holding = {i for i, p in enumerate(passages) if all(n in to_simplified(f"{p.title} {p.text}") for n in names)}
     return [c for c in candidates if c.passage in holding] or candidates
 
 

@@ -68,11 +68,13 @@ def _texts(passages, cands: _Cands, which: np.ndarray) -> list[str | None]:
 
 def named(question: Query, passages, cands: _Cands, scores: np.ndarray) -> np.ndarray:
     """For a question quoting a name (「三村工程」是指哪三个方面？), when some passage read holds
-    the name, candidates of passages that do not are out: the answer is about that name."""
+    the name (in its text or its article's title), candidates of passages that do not are out:
+    the answer is about that name."""
     names = [to_simplified(n) for n in question.asked.names]
     if not names:
         return scores
-    holds = np.array([all(n in to_simplified(p.text) for n in names) for p in passages])
+    holds = np.array([all(n in to_simplified(f"{getattr(p, 'title', '') or ''} {p.text}") for n in names)
+                      for p in passages])
     return _only(scores, holds[cands.passage] & np.isfinite(scores))
 
 
