@@ -121,16 +121,9 @@ def cmd_ask(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from .eval import MODES, evaluate, keyword_only_retriever, load_questions
 
-    questions = load_questions(args.questions)
-    if args.held_out:
-        from .eval.split import held_out
+    from .eval.split import select
 
-        questions = [q for q in questions if q.gold_docs and all(held_out(d) for d in q.gold_docs)]
-    if args.part:
-        from .eval.split import story_parts
-
-        parts = story_parts(questions)
-        questions = [q for q in questions if parts[q.id] == args.part]
+    questions = select(load_questions(args.questions), held_out_only=args.held_out, part=args.part)
     questions = questions[: args.limit] if args.limit else questions
     if args.simplify_questions:
         questions = [q.simplified() for q in questions]

@@ -66,17 +66,9 @@ class Timed:
 
 def select(args) -> list:
     from rag.eval import load_questions
+    from rag.eval.split import select as select_part
 
-    questions = load_questions(args.questions)
-    if args.held_out:
-        from rag.eval.split import held_out
-
-        questions = [q for q in questions if q.gold_docs and all(held_out(d) for d in q.gold_docs)]
-    if args.part:
-        from rag.eval.split import story_parts
-
-        parts = story_parts(questions)
-        questions = [q for q in questions if parts[q.id] == args.part]
+    questions = select_part(load_questions(args.questions), held_out_only=args.held_out, part=args.part)
     questions = questions[args.start:]
     return questions[: args.limit] if args.limit else questions
 

@@ -157,3 +157,19 @@ def test_cli_eval_keyword_only_corpus(tmp_path, capsys):
     assert main(["eval", "--keyword-data", str(data), qfile, "-q"]) == 0
     printed = capsys.readouterr().out
     assert "| keyword | 1.000 |" in printed and "dense" not in printed
+
+
+def test_select_keeps_one_part_of_a_story_split_and_held_out_articles():
+    """rag eval --part and --held-out (and scripts measuring the same questions) pick the questions
+    one way: a story's questions all fall in one part, in file order."""
+    from rag.eval.evaluation import Question
+    from rag.eval.split import held_out, select, story_parts
+
+    qs = [Question(id=f"q{i}", question=f"问题{i}", gold_docs=(f"doc{i // 2}",)) for i in range(40)]
+    parts = story_parts(qs)
+    for part in ("train", "validation", "held-out"):
+        chosen = select(qs, part=part)
+        assert [q.id for q in chosen] == [q.id for q in qs if parts[q.id] == part]
+    assert {parts["q0"]} == {parts["q1"]}  # the same gold article: one story, one part
+    assert [q.id for q in select(qs, held_out_only=True)] == [q.id for q in qs if held_out(q.gold_docs[0])]
+    assert select(qs) == qs

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Iterable, Literal
 if TYPE_CHECKING:
     from .evaluation import Question
 
-__all__ = ["held_out", "Part", "PARTS", "stories", "story_parts", "in_part"]
+__all__ = ["held_out", "Part", "PARTS", "stories", "story_parts", "in_part", "select"]
 
 
 def held_out(article_id: str) -> bool:
@@ -64,3 +64,13 @@ def in_part(questions: "list[Question]", part: Part, salt: str = "rerank") -> "l
     """The questions of one part, in file order."""
     parts = story_parts(questions, salt)
     return [q for q in questions if parts[q.id] == part]
+
+
+def select(questions: "list[Question]", *, held_out_only: bool = False, part: Part | None = None) -> "list[Question]":
+    """The questions a run measures: only those about held-out articles (CMRC, DRCD), and/or only
+    one part of a set split by story (CRUD), in file order."""
+    if held_out_only:
+        questions = [q for q in questions if q.gold_docs and all(held_out(d) for d in q.gold_docs)]
+    if part:
+        questions = in_part(questions, part)
+    return questions
