@@ -96,6 +96,8 @@ def test_a_list_announced_with_a_colon_is_given_whole(assistant):
     assert len(items) == 4 and items[0].startswith("在井冈山") and items[3].startswith("在赣州"), a.short
     assert all(item in a.citations[0].text for item in items)
     assert all(item in a.text for item in items) and a.text.endswith("[1]")
+    trad = assistant.ask("南粵贛商提出了哪四條具體建議？")  # asked in Traditional script: answered in it
+    assert trad.short.startswith("在井岡山") and len(trad.short.split("；")) == 4
 
 
 def test_a_follow_up_keeps_the_asked_thing(assistant):

@@ -308,7 +308,7 @@ class Assistant:
                         confidence=1.0)
         short = ""
         if listed is not None:
-            short = span.text
+            short = to_traditional(span.text) if is_traditional(q.text) else span.text
         elif span is not None and cited and cited[0] == span.passage:
             short = to_traditional(span.text) if is_traditional(q.text) else to_simplified(span.text)
             shown = passages[span.passage].text[span.sentence_start:span.sentence_end].strip() == highlights[0]
