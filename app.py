@@ -2,22 +2,29 @@
 chat page and the REST API (built in rag.serving.web) with uvicorn."""
 from __future__ import annotations
 
-import argparse
-import ctypes
-import faulthandler
-import logging
 import os
-import signal
-import sys
-import threading
-import time
-from types import FrameType
 
-import uvicorn
+# One BLAS thread per call, set before numpy loads OpenBLAS (unless OPENBLAS_NUM_THREADS is set): the app
+# runs requests side by side, one per thread; OpenBLAS's own threads for each of the reader's matrix
+# products spun waiting for the cores the other requests held (scripts/load_locust.py: CPU per question
+# 357 -> 212 ms, throughput under 50 users doubled; docs/benchmarks.md, "Load at the reader's cost").
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import rag
-from rag.serving.service import Service, listens_on_loopback_only
-from rag.serving.web.chat import make_app
+import argparse  # noqa: E402 - the imports below come after the environment above
+import ctypes  # noqa: E402
+import faulthandler  # noqa: E402
+import logging  # noqa: E402
+import signal  # noqa: E402
+import sys  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from types import FrameType  # noqa: E402
+
+import uvicorn  # noqa: E402
+
+import rag  # noqa: E402
+from rag.serving.service import Service, listens_on_loopback_only  # noqa: E402
+from rag.serving.web.chat import make_app  # noqa: E402
 
 log = logging.getLogger("app")
 

@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> None:
     cases = {
         f"<div> {MAX_HTML_DEPTH - 1} deep, repeated up to the tag limit": unit * (MAX_HTML_TAGS // (2 * (MAX_HTML_DEPTH - 1))),
         "<blockquote> nested 64, repeated to the tag limit": ("<blockquote>" * 64 + "x" + "</blockquote>" * 64) * (MAX_HTML_TAGS // 128),
-        "<p> + text, 16 MB": ("<p>" + "新闻" * 20) * (16 * 2**20 // 43),
+        "<p> + text, 16 MB": ("<p>" + "新闻" * 20) * (16 * 2**20 // len(("<p>" + "新闻" * 20).encode())),
         f"{MAX_HTML_DEPTH - 1} open <b id=i> then <p>x to the tag limit":
             "".join(f"<b id={i}>" for i in range(MAX_HTML_DEPTH - 1)) + "<p>x" * (MAX_HTML_TAGS - MAX_HTML_DEPTH),
         "one 16 MB attribute": "<p title='" + "a" * 16 * 2**20 + "'>x</p>",

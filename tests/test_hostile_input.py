@@ -315,6 +315,7 @@ def test_sigterm_during_a_hostile_upload_exits_within_10_s_and_the_index_checks(
         if proc.poll() is None:
             proc.kill()
         log.close()
+    print(f"exit {took:.1f} s after SIGTERM")  # docs/benchmarks.md, "Hostile files" (pytest -s shows it)
     assert took <= 10, f"exit took {took:.1f} s: {(tiny / 'app.log').read_text()[-2000:]}"
     check = subprocess.run([sys.executable, "-m", "rag.cli", "check", str(tiny / "index")], capture_output=True, text=True,
                            env=env, timeout=300)

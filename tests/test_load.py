@@ -28,3 +28,27 @@ def test_failures_are_counted(live_url):
     """A wrong base path gives 404s, which ok() rejects (so the test above can fail)."""
     res, _ = load_test.load(live_url + "/nowhere", users=1, seconds=2, requests=3, ask_share=0.5, chat_share=0)
     assert not load_test.ok(res) and sum(res.statuses.values()) == 3
+
+
+def test_the_locust_runner_reads_its_mix_cpu_time_and_locust_csv(tmp_path):
+    """scripts/load_locust.py's pieces that need no locust: the mix, /proc CPU time, locust's CSV."""
+    import os
+    import time
+
+    import load_locust
+
+    assert load_locust.weights("ask:4, search:4,chat:2") == {"ask": 4, "search": 4, "chat": 2}
+    with pytest.raises(ValueError, match="weights part 'talk:1': expected kind:weight with kind ask, search or chat"):
+        load_locust.weights("ask:1,talk:1")
+    before, t0 = load_locust.cpu_seconds(os.getpid()), time.process_time()
+    while time.process_time() - t0 < 0.05:
+        pass
+    assert load_locust.cpu_seconds(os.getpid()) > before
+    (tmp_path / "x_stats.csv").write_text(
+        "Type,Name,Request Count,Failure Count,Median Response Time,Average Response Time,Min Response Time,"
+        "Max Response Time,Average Content Size,Requests/s,Failures/s,50%,66%,75%,80%,90%,95%,98%,99%,99.9%,99.99%,100%\n"
+        "POST,POST /api/ask,20,0,850,880.7,49.7,1612.2,1555.8,2.61,0.0,850,1200,1200,1300,1300,1600,1600,1600,1600,1600,1600\n")
+    (tmp_path / "x_failures.csv").write_text("Method,Name,Error,Occurrences\nPOST,POST /api/ask,status 503,2\n")
+    assert load_locust.locust_stats(tmp_path / "x")["POST /api/ask"] == {
+        "requests": 20, "failures": 0, "rps": 2.61, "p50_ms": 850.0, "p95_ms": 1600.0, "max_ms": 1612.2}
+    assert load_locust.locust_failures(tmp_path / "x") == ["POST /api/ask: status 503 ×2"]

@@ -21,6 +21,10 @@ from .zh import zh_error, zh_message
 log = logging.getLogger(__name__)
 
 SESSIONS_KEPT = 500  # browser sessions whose state (the votes' memo) Gradio keeps in memory
+# chat turns Gradio runs at once (more wait in its queue). REST requests run up to 40 at once (the
+# server's thread pool), so with 4 here a chat turn waited 5x longer than an /api/ask under 50 users
+# (scripts/load_locust.py: chat p50 44 s vs ask 8 s); the CPU is shared either way.
+CHAT_TURNS_AT_ONCE = 16
 
 EXAMPLES = [
     "江岸签约了哪些项目？",
@@ -187,12 +191,12 @@ def make_blocks(service: Service) -> gr.Blocks:
         inputs = [ui.box, ui.chat, ui.pubs, ui.date_from, ui.date_to, ui.k, last]
         outputs = [ui.chat, ui.panel, ui.box, last]
         ask = _asker(service)
-        # several chats at once: retrieval is thread-safe and each turn is short
-        ui.box.submit(ask, inputs, outputs, api_name="ask", concurrency_limit=4)
-        ui.send.click(ask, inputs, outputs, api_name=False, concurrency_limit=4)
+        # several chats at once: retrieval is thread-safe; the page's two triggers share one limit
+        ui.box.submit(ask, inputs, outputs, api_name="ask", concurrency_limit=CHAT_TURNS_AT_ONCE, concurrency_id="chat")
+        ui.send.click(ask, inputs, outputs, api_name=False, concurrency_limit=CHAT_TURNS_AT_ONCE, concurrency_id="chat")
         ui.clear.click(lambda: ([], sources_html(None), {}), None, [ui.chat, ui.panel, last], api_name=False)
         ui.chat.like(_voter(service), [ui.chat, last], None, api_name=False)
-        gr.api(_plain_answer(service), api_name="answer", concurrency_limit=4)
+        gr.api(_plain_answer(service), api_name="answer", concurrency_limit=CHAT_TURNS_AT_ONCE)
 
         def refresh():
             return service.status, gr.update(choices=service.sources())
