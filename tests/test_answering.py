@@ -98,6 +98,7 @@ def test_a_list_announced_with_a_colon_is_given_whole(assistant):
     assert all(item in a.text for item in items) and a.text.endswith("[1]")
     trad = assistant.ask("南粵贛商提出了哪四條具體建議？")  # asked in Traditional script: answered in it
     assert trad.short.startswith("在井岡山") and len(trad.short.split("；")) == 4
+    assert all(item in trad.text for item in trad.short.split("；"))
 
 
 def test_a_follow_up_keeps_the_asked_thing(assistant):

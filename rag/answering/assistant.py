@@ -302,7 +302,8 @@ class Assistant:
             passages = list(passages)
             passages[cited[0]], items = listed
             first = _CITE_END.sub("", text.split("\n")[0].split("[1]")[0]).rstrip("…：: ，,")
-            text = first + "：\n" + "\n".join(f"{n}. {item}" for n, item in enumerate(items, 1)) + "[1]"
+            shown = [to_traditional(x) if is_traditional(q.text) else x for x in items]  # as compose shows text
+            text = first + "：\n" + "\n".join(f"{n}. {item}" for n, item in enumerate(shown, 1)) + "[1]"
             cited, highlights = cited[:1], [highlights[0] + "\n" + "\n".join(items)]
             span = Span(text="；".join(items), passage=cited[0], start=0, end=0, sentence_start=0, sentence_end=0,
                         confidence=1.0)
