@@ -40,9 +40,9 @@ _EVENT_Q = re.compile(r"(什么会|哪个会|哪次会|什么活动|什么场合
 _WHICH_KIND = re.compile(r"哪些([\u4e00-\u9fff]{2})")
 # "多少家", "几个": the counting word the answer's number comes with
 _ASKED_UNIT = re.compile(r"(?:多少|(?<!哪)几)([个名位家项次条座种届所部本只件台辆户元亿万千百吨米人])")
-# "哪三个方面", "哪四条建议": how many things are listed, and what they are
+# "哪三个方面", "哪四条建议": how many things are listed
 _NUMERALS = {"两": 2, "二": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9, "十": 10}
-_WHICH_COUNT = re.compile(r"哪([两二三四五六七八九十]|\d+)[个项条点种类家所位名大]?([\u4e00-\u9fff]{0,4})")
+_WHICH_COUNT = re.compile(r"哪([两二三四五六七八九十]|\d+)[个项条点种类家所位名大]?")
 _QUOTED = re.compile(r"[「『“\"《]([^」』”\"》]{2,30})[」』”\"》]")
 # "X是多少", "X为多少", "X有多少", "X是什么时候", "X是谁": the attribute X is the word before them
 _ATTRIBUTE_Q = re.compile(r"(?:是|为|达|约)?(?:多少|多大|多高|多长|多久|什么时候|何时|哪一年|哪年|哪天|谁)")

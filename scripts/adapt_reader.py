@@ -77,6 +77,7 @@ class Recorder(Reader):
     def __init__(self, base: Reader):
         super().__init__(base.trees, base.lex, base.calibration, base.meta, base.max_sentences, base.neural)
         self.last = None
+        self.read_passages: list[str] = []
 
     def read(self, question, passages, sentences=None, encoder=None):
         question = Query.of(question)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -18,15 +17,11 @@ from pathlib import Path
 
 import httpx
 
+from app_process import free_port
+
 from rag.eval.evaluation import load_questions
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def memory_kb(pid: int) -> dict[str, int]:

@@ -18,7 +18,6 @@ import csv
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,8 +26,9 @@ from pathlib import Path
 
 import httpx
 
+from app_process import cpu_seconds, free_port, rss_mib, stop
+
 ROOT = Path(__file__).resolve().parent.parent
-TICK = os.sysconf("SC_CLK_TCK")
 
 QUESTIONS = [
     "江岸签约了哪些项目？",
@@ -58,25 +58,6 @@ def weights(spec: str) -> dict[str, int]:
     return out
 
 
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of process ``pid`` (all its threads), in seconds."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK  # fields 14 and 15 of proc(5), counted after the name
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def one_request(client: httpx.Client, kind: str, i: int) -> None:
@@ -202,11 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         locust_cores = (k1.children_user + k1.children_system - k0.children_user - k0.children_system) / wall
         peak = rss_mib(app.pid)
     finally:
-        app.terminate()
-        try:
-            app.wait(30)
-        except subprocess.TimeoutExpired:
-            app.kill()
+        stop(app)
     stats = locust_stats(prefix)
     failures = locust_failures(prefix)
     total = stats.get("Aggregated", {})

@@ -14,7 +14,6 @@ import json
 import os
 import random
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,6 +22,8 @@ from collections import Counter
 from pathlib import Path
 
 import httpx
+
+from app_process import free_port, rss_mib, stop
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -49,19 +50,6 @@ SEARCHES = ["宝钢黄石新港二期", "长江生态环保", "江岸 签约", "
 MIX = [(30, "ask"), (10, "follow_up"), (14, "search"), (10, "chat"), (8, "page"), (6, "reload"),
        (8, "upload"), (5, "delete"), (4, "vote"), (5, "health")]
 UPLOAD_NAMES = [f"soak-{i}.txt" for i in range(6)]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def article(n: int, rng: random.Random) -> str:
@@ -234,11 +222,7 @@ def main() -> None:
         if browser:
             browser.close()
     finally:
-        app.terminate()
-        try:
-            app.wait(30)
-        except subprocess.TimeoutExpired:
-            app.kill()
+        stop(app)
         log.close()
     if not series:
         return

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import inspect
-import json
 import pickle
 import platform
 import sys
@@ -281,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     idf_by_set = {name: make_idf(sorted({it.text for it in s if not held_out(it.article)})) for name, s in sets.items()}
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
-    code = Path(ROOT / "rag/reader_features.py").read_text() + inspect.getsource(collect_candidates)
+    code = Path(ROOT / "rag/answering/reader/features.py").read_text() + inspect.getsource(collect_candidates)
     stamp = hashlib.sha1((code + str(args.max_neg) + str(args.seed)).encode()).hexdigest()[:12]
     path = cache / f"features-{stamp}.pkl"
     if path.exists():
@@ -319,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
 
         t0 = time.time()
         nstamp = hashlib.sha1((stamp + Path(ROOT / "scripts/span_head.py").read_text()
-                               + Path(ROOT / "rag/reader_neural.py").read_text()
+                               + Path(ROOT / "rag/answering/reader/neural.py").read_text()
                                + f"{args.head_epochs}/{args.tune_epochs}/{args.tune_lr}/{args.head_folds}").encode()).hexdigest()[:12]
         npath = cache / f"neural-{nstamp}.pkl"
         hpath = cache / f"head-{nstamp}.pkl"

@@ -17,6 +17,8 @@ from fake_openai import free_port
 pytestmark = pytest.mark.slow
 
 CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
 ARTIFACTS = ROOT / "test-artifacts"
 
 
@@ -56,8 +58,7 @@ def test_ask_in_the_browser(app_url, width, height, name):
     with sync_playwright() as pw:
         browser = pw.chromium.launch(
             executable_path=CHROMIUM,
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync"],
+            args=CHROMIUM_ARGS,
         )
         try:
             # an English browser: the page is Chinese all the same
@@ -135,8 +136,7 @@ def test_screen_reader_labels_are_chinese_and_no_badge_covers_a_message(app_url)
     with sync_playwright() as pw:
         browser = pw.chromium.launch(
             executable_path=CHROMIUM,
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync"],
+            args=CHROMIUM_ARGS,
         )
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900}, locale="en-US")

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Iterable, Iterator, Protocol
@@ -30,7 +29,6 @@ LLM_DOWN_NOTE = "语言模型暂时不可用，以下是从文章中直接摘录
 LLM_UNCITED_NOTE = "语言模型的回答没有可核对的出处，以下是从文章中直接摘录的答案。"
 MISSING_TEXT = "文章未提及{}。相关报道："
 MISSING_TEXT_TRAD = "文章未提及{}。相關報道："
-_CITE_END = re.compile(r"\[\d+\]$")
 
 
 class Searcher(Protocol):
@@ -301,15 +299,13 @@ class Assistant:
         if listed is not None:  # "提出了四条具体建议：" and the article lists them after the colon
             passages = list(passages)
             passages[cited[0]], items = listed
-            first = _CITE_END.sub("", text.split("\n")[0].split("[1]")[0]).rstrip("…：: ，,")
-            shown = [to_traditional(x) if is_traditional(q.text) else x for x in items]  # as compose shows text
-            text = first + "：\n" + "\n".join(f"{n}. {item}" for n, item in enumerate(shown, 1)) + "[1]"
+            first = text.split("\n")[0].split("[1]")[0].rstrip("…：: ，,")  # the lead sentence, cited [1]
+            listed_items = [to_traditional(x) if is_traditional(q.text) else x for x in items]  # as compose shows text
+            text = first + "：\n" + "\n".join(f"{n}. {item}" for n, item in enumerate(listed_items, 1)) + "[1]"
             cited, highlights = cited[:1], [highlights[0] + "\n" + "\n".join(items)]
-            span = Span(text="；".join(items), passage=cited[0], start=0, end=0, sentence_start=0, sentence_end=0,
-                        confidence=1.0)
         short = ""
         if listed is not None:
-            short = to_traditional(span.text) if is_traditional(q.text) else span.text
+            short = "；".join(listed_items)
         elif span is not None and cited and cited[0] == span.passage:
             short = to_traditional(span.text) if is_traditional(q.text) else to_simplified(span.text)
             shown = passages[span.passage].text[span.sentence_start:span.sentence_end].strip() == highlights[0]
