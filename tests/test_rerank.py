@@ -37,6 +37,15 @@ def test_features_read_the_whole_article_and_the_date_the_question_names():
     assert f["dense"][0] == -1.0  # a keyword find without a cosine
 
 
+def test_a_date_stated_without_its_year_matches_the_month_and_says_nothing_of_the_year():
+    articles = {"c": ArticleView("11月29日，台风过境。", "台风过境", "--11-29"), "d": ArticleView("台风过境。", "台风", "2023-07-30")}
+    ps = [passage("c", "11月29日，台风过境。", 9.0, 0), passage("d", "台风过境。", 8.0, 1)]
+    for question, month, year in (("2023年11月的台风", [1.0, -1.0], [0.0, 1.0]), ("7月的台风", [-1.0, 1.0], [0.0, 0.0])):
+        X = rerank_features(rag.Query.of(question), ps, lambda t: 2.0, articles.__getitem__)
+        f = {name: X[:, i] for i, name in enumerate(FEATURE_NAMES)}
+        assert list(f["month_match"]) == month and list(f["year_match"]) == year, question
+
+
 def test_the_shipped_model_puts_the_story_that_holds_the_question_first():
     stage = Reranker(RerankModel.load(), lambda t: 2.0, ARTICLES.__getitem__)
     ps = [passage("b", "8月10日，台风卡努影响辽宁，带来强降雨。", 9.0, 0),

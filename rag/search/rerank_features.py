@@ -8,7 +8,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..query import Query
-from ..records import Passage
+from ..records import Passage, date_parts
 from ..text import normalize, split_sentences
 
 __all__ = ["FEATURE_NAMES", "rerank_features", "ArticleView"]
@@ -123,11 +123,13 @@ def rerank_features(query: Query, passages: Sequence[Passage], idf: Callable[[st
         f[13] = sum(b in view.text for b in q_bigrams) / len(q_bigrams) if q_bigrams else 0.0
         f[14] = _longest_common(q_chars, view.text) / len(q_chars) if q_chars else 0.0
         f[15] = sum(x in view.text for x in q_numbers) / len(q_numbers) if q_numbers else -1.0
-        date = view.date or ""
-        if month and len(date) >= 7:
-            f[16] = 1.0 if int(date[5:7]) == month else -1.0
-        if year and len(date) >= 4:
-            f[17] = 1.0 if date[:4] == str(year) else -1.0
+        # a date stored without its year (--11-29) has a month and no year; the archive the trees
+        # were trained on has none such, so reading it right needs no retraining
+        dated, dated_month, _ = date_parts(view.date)
+        if month and dated_month:
+            f[16] = 1.0 if dated_month == month else -1.0
+        if year and dated:
+            f[17] = 1.0 if dated[:4] == str(year) else -1.0
         f[18] = chunks_of[p.doc_id]
         f[19] = p.doc_id not in seen
         seen.add(p.doc_id)
