@@ -68,3 +68,24 @@ def test_sentencepiece_ids_equal_the_folder_tokenizer():
     texts = corpus_texts() + PARITY_TEXTS + [" ", "鸲鹟鸲 ", "query: "]
     for text in texts:
         assert encoder.ids(text) == reference.encode(text, add_special_tokens=False).ids, text
+
+
+def test_the_runtime_vocabulary_keeps_the_scripts_of_news_and_marks_others_unknown():
+    """The runtime's model holds the pieces of the scripts of Chinese news only (26 MB loaded instead
+    of 54): text in them keeps every id (the test above, and the mixed text here around the Cyrillic
+    word), and each character of another script becomes one <unk>."""
+    from tokenizers import Tokenizer
+
+    folder: Path = ensure_e5_folder()
+    encoder = OnnxInt8Encoder(folder)
+    reference = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    unk = reference.token_to_id("<unk>")
+    assert encoder.tokenizer._sp.get_piece_size() < 150_000
+    head, tail = "普京在", "会见了到访的中国代表团。Putin, 2024年"
+    ids = encoder.ids(head + "Москва" + tail)
+    expected_head = reference.encode(head, add_special_tokens=False).ids
+    assert ids[: len(expected_head)] == expected_head
+    assert ids[len(expected_head): len(expected_head) + 6] == [unk] * 6
+    assert ids[len(expected_head) + 6:] == reference.encode(tail, add_special_tokens=False).ids[1:]  # without its leading ▁
+    for text in ("Ελλάδα ①② 😀 ｶﾞ 한국어 ḿ ǜ", "café naïve Łódź"):
+        assert encoder.ids(text) == reference.encode(text, add_special_tokens=False).ids, text

