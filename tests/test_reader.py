@@ -11,7 +11,8 @@ from rag.errors import RagError
 from rag.answering.extractive import select_sentences
 from rag.query import Query
 from rag.answering.reader.reader import MODEL_DIR, Reader, Span, Trees
-from rag.answering.reader.rules import unit, whole_number
+from rag.answering.reader.reader import in_script_of
+from rag.answering.reader.rules import unit, whole_date, whole_number
 from rag.records import Passage
 from rag.text import compact, strip_pinyin_noise, to_simplified
 
@@ -123,6 +124,24 @@ def test_a_number_is_never_cut_from_its_decimals_magnitude_or_percent_sign(text,
     a = text.index(span)
     b = whole_number(text, a, a + len(span), len(text))
     assert text[a:b] == whole
+
+
+@pytest.mark.parametrize("question, text, span, whole", [
+    ("联盟是哪一年成立的？", "2019年6月,三峡集团牵头组建", "2019", "2019年"),
+    ("联盟是几月成立的？", "2019年6月,三峡集团牵头组建", "6", "6月"),
+    ("联盟有多少家成员？", "成员达118家", "118", "118"),  # not a time question
+    ("联盟是哪一年成立的？", "2019年6月成立", "2019年", "2019年"),  # whole already
+])
+def test_a_year_or_month_is_never_cut_from_its_unit(question, text, span, whole):
+    a = text.index(span)
+    assert text[a:whole_date(Query.of(question), text, a, a + len(span), len(text))] == whole
+
+
+def test_the_span_head_reads_the_question_in_the_script_of_the_passages():
+    simplified, traditional = "联盟是哪一年成立的？", "聯盟是哪一年成立的？"
+    assert in_script_of(simplified, ["三峽集團牽頭組建長江生態環保產業聯盟。", "會上簽約12家。"]) == traditional
+    assert in_script_of(traditional, ["三峡集团牵头组建长江生态环保产业联盟。"]) == simplified
+    assert in_script_of(simplified, ["三峡集团牵头组建。", "會上簽約12家。"]) == simplified  # no majority: as asked
 
 
 def test_how_many_of_a_unit_prefers_the_number_counted_in_it():

@@ -22,8 +22,9 @@ from ...query import Query
 from .features import (FEATURE_NAMES, LEX_TABLES, NF, apply_lexical, question_info,
                               sentence_candidates)
 from .neural import NEURAL_FEATURES, PairEncoder, SpanHead, neural_features
-from .rules import COUNTED_CONFIDENCE, SHAPES_BY_KIND, apply_rules, counted, whole_list, whole_number, widen
+from .rules import COUNTED_CONFIDENCE, SHAPES_BY_KIND, apply_rules, counted, whole_date, whole_list, whole_number, widen
 from ...records import Passage
+from ...text import is_traditional, to_simplified, to_traditional
 from ...trees import Trees
 
 __all__ = ["Span", "Reader", "NeuralRanker", "Trees", "Candidates", "collect_candidates", "MODEL_DIR", "FORMAT_VERSION"]
@@ -72,6 +73,16 @@ class Candidates:
         """:func:`rag.answering.reader.neural.neural_features` of the candidates, from the span head's scores of
         their sentences (``read[(passage, start, end)]``)."""
         return neural_features(self.sentence_keys(), self.spans - self.sentence[:, :1], read)
+
+
+def in_script_of(question: str, texts: list[str]) -> str:
+    """The question in the script most of ``texts`` are written in: the span head learnt from
+    questions in the script of their paragraphs (CMRC Simplified, DRCD Traditional), and reads a
+    Traditional question about Simplified articles better in Simplified (and the other way)."""
+    trad = sum(map(is_traditional, texts)) * 2 > len(texts)
+    if trad == is_traditional(question):
+        return question
+    return to_traditional(question) if trad else to_simplified(question)
 
 
 def _sentences_of(question: Query, passages: list[Passage], sentences: list[Sentence] | None,
@@ -258,7 +269,8 @@ class Reader:
         """:func:`rag.answering.reader.neural.neural_features` of the candidates: the span head reads every
         sentence that holds one, with the question, through ``encoder``."""
         read = list(dict.fromkeys(cands.sentence_keys()))
-        logits = self.neural.head.read(encoder, question.text, [passages[p].text[a:b] for p, a, b in read])
+        texts = [passages[p].text[a:b] for p, a, b in read]
+        logits = self.neural.head.read(encoder, in_script_of(question.text, texts), texts)
         return cands.neural_features(dict(zip(read, logits)))
 
     def confidence(self, best: float, second: float, neural: bool = False) -> float:
@@ -294,6 +306,7 @@ class Reader:
         p, (a, b), (sa, sb) = int(cands.passage[i]), cands.spans[i].tolist(), cands.sentence[i].tolist()
         b = whole_list(question, passages[p].text, a, b, sb)
         b = whole_number(passages[p].text, a, b, sb)
+        b = whole_date(question, passages[p].text, a, b, sb)
         a, b = widen(passages[p].text, a, b, sa, sb, SHAPES_BY_KIND.get(question.asked.kind, "span"))
         confidence = self.confidence(best, second, neural=nn is not None)
         if counted(question, passages[p].text[a:b]):

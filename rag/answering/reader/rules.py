@@ -15,7 +15,7 @@ import numpy as np
 from ...query import Query
 from ...text import to_simplified
 
-__all__ = ["RULES", "apply_rules", "counted", "whole_number", "whole_list", "widen", "SHAPES", "SHAPES_BY_KIND",
+__all__ = ["RULES", "apply_rules", "counted", "whole_date", "whole_number", "whole_list", "widen", "SHAPES", "SHAPES_BY_KIND",
            "KIND_MARGIN", "COUNT_MARGIN", "COUNTED_CONFIDENCE"]
 
 KIND_MARGIN = 1.0  # how far below the best score a candidate of the asked kind may be and still win
@@ -23,6 +23,7 @@ COUNT_MARGIN = 5.0  # the same for a list of as many items as the question asks 
 COUNTED_CONFIDENCE = 0.6  # the confidence of such a list (short_alone_confidence: it stands alone)
 _COUNTED = re.compile(r"[约近超逾]?(?:[0-9０-９]|[.．](?=[0-9０-９]))+[万亿千百]*[多余]?|[零一二两三四五六七八九十][零一二两三四五六七八九十百千万亿]*[多余]?")
 _ATTRIBUTE_GAP = 4  # characters between the attribute asked about and its number: "总投资为" "利率达到"
+_RATE = re.compile(r"(?:每(?:小时|[秒分时天日周月年人户])|年均|日均|人均)?")  # "出库流量为每秒5800立方米"
 _CLAUSE_END = re.compile(r"[，,。；;！？!?]")
 _LIST_SEP = re.compile(r"[、，,和及与]")
 _LIST_ITEM_CHARS = 10  # the items of a counted list are names ("村官、村医、村教"), not clauses
@@ -114,9 +115,9 @@ def unit(question: Query, passages, cands: _Cands, scores: np.ndarray) -> np.nda
 
 
 def attribute(question: Query, passages, cands: _Cands, scores: np.ndarray) -> np.ndarray:
-    """For "X是多少" questions, when a number stated right after X ("总投资76.01亿元", "利率为3.95%")
-    scores within ``KIND_MARGIN`` of the best, only such numbers compete: not "3个" (项目) of
-    the same sentence."""
+    """For "X是多少" questions, when a number stated right after X ("总投资76.01亿元", "利率为3.95%",
+    a rate: "出库流量为每秒5800立方米") scores within ``KIND_MARGIN`` of the best, only such numbers
+    compete: not "3个" (项目) of the same sentence, nor the 水位 of the clause before."""
     asked = question.asked
     if asked.kind != "number" or not asked.attribute:
         return scores
@@ -125,7 +126,8 @@ def attribute(question: Query, passages, cands: _Cands, scores: np.ndarray) -> n
     fits = np.zeros(len(scores), bool)
     for i, (p, (a, b)) in enumerate(zip(cands.passage.tolist(), cands.spans.tolist())):
         text = passages[p].text
-        if near[i] and _COUNTED.match(to_simplified(text[a:b])):
+        span = to_simplified(text[a:b])
+        if near[i] and _COUNTED.match(span[_RATE.match(span).end():]):
             before = to_simplified(text[max(0, a - len(attr) - _ATTRIBUTE_GAP):a])
             at = before.rfind(attr)
             fits[i] = at >= 0 and not _CLAUSE_END.search(before[at + len(attr):])
@@ -170,6 +172,14 @@ def whole_number(text: str, a: int, b: int, limit: int) -> int:
     if b <= a or not text[b - 1].isdigit():
         return b
     return b + len(_NUMBER_REST.match(text, b, limit).group())
+
+
+def whole_date(question: Query, text: str, a: int, b: int, limit: int) -> int:
+    """The end of a bare number read for a "哪一年" / "几月" question, past the 年, 月 or 日 that
+    follows it: "2019" of "2019年6月" is "2019年" (the number alone is not a date)."""
+    if question.asked.kind != "time" or b <= a or b >= limit or not text[a:b].isdigit() or text[b] not in "年月日号":
+        return b
+    return b + 1
 
 
 def whole_list(question: Query, text: str, a: int, b: int, limit: int) -> int:
