@@ -5,7 +5,7 @@ import hashlib
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["Article", "Chunk", "Passage", "Answer", "content_hash", "readable_date", "date_parts"]
+__all__ = ["Article", "Chunk", "Passage", "Answer", "OTHERS_LINE", "content_hash", "readable_date", "date_parts"]
 
 
 def content_hash(*parts: str, length: int = 16) -> str:
@@ -160,6 +160,10 @@ class Passage:
         d["also_in"] = list(self.also_in)
         d["same_story"] = list(self.same_story)
         return d
+
+
+# where an answer's text names other stories that answer the question differently (Answer.others)
+OTHERS_LINE = "\n另见："
 
 
 @dataclass(frozen=True)

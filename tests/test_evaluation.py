@@ -74,6 +74,18 @@ def test_answer_hit_any_answer_or_all_must_include():
     assert not answer_hit("2019年6月组建[1]", both)
 
 
+def test_an_answer_found_only_in_the_line_of_other_stories_is_a_hit_but_not_a_lead_hit():
+    from rag.eval.evaluation import _AnswerTally
+
+    q = Question(id="q", question="保险公司已支付了多少赔款？", answers=("0.6亿元",))
+    tally = _AnswerTally()
+    for text in ("保险公司已支付赔款3.2亿元。[1]\n另见：《台风“卡努”影响辽宁》（辽宁日报，2023-08-11）：0.6亿元[2]",
+                 "保险公司已支付赔款0.6亿元。[1]", "保险公司已支付赔款3.2亿元。[1]"):
+        tally.add(q, rag.Answer(text=text, citations=[_p("A")], grounded=True), 0.1)
+    scores = tally.scores()
+    assert (scores.hits, round(scores.hit_rate, 3), round(scores.lead_hit_rate, 3)) == (2, 0.667, 0.333)
+
+
 # --- question files ---------------------------------------------------------------------------
 def test_load_both_formats_and_limit(tmp_path):
     path = _write(

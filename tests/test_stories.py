@@ -36,7 +36,8 @@ def test_a_vague_question_names_the_other_stories_in_one_cited_line(assistant):
     other = "0.6亿元" if a.short == "3.2亿元" else "3.2亿元"
     (n,) = a.others
     assert a.citations[n - 1].doc_id != a.citations[0].doc_id and other in a.citations[n - 1].text
-    assert line == f"另见：{a.citations[n - 1].label}[{n}]"
+    assert line == f"另见：{a.citations[n - 1].label}：{other}[{n}]"  # the other story, with what it says
+    assert other in a.highlights[n - 1]  # and the sentence that says it, highlighted in its source
     # every citation number in the text maps to a source, the other story's included
     assert sorted({int(x) for x in re.findall(r"\[(\d+)\]", a.text)}) == list(range(1, len(a.citations) + 1))
     assert a.to_dict()["others"] == [n]

@@ -16,7 +16,7 @@ from .llm import ChatModel, build_messages, build_short_messages, check_citation
 from ..query import Query
 from .reader.reader import Reader, Span
 from .reader.neural import PairEncoder
-from ..records import Answer, Passage
+from ..records import OTHERS_LINE, Answer, Passage
 from ..text import compact, is_traditional, to_simplified, to_traditional
 
 __all__ = ["Assistant", "Evidence", "Searcher", "DECLINE_TEXT", "LLM_DOWN_NOTE"]
@@ -235,7 +235,7 @@ class Assistant:
         the short answer; the text stays extractive. The model's short answer is kept only when those
         cited sentences hold it word for word, so it is as well sourced as the reader's; otherwise the
         reader's stands."""
-        sentences = extractive.text.split("\n另见：")[0]
+        sentences = extractive.text.split(OTHERS_LINE)[0]
         try:
             reply = "".join(self.llm.stream(build_short_messages(q.text, sentences, extractive.short)))
         except LLMError as e:
@@ -318,9 +318,11 @@ class Assistant:
             lead = MISSING_TEXT_TRAD if is_traditional(q.text) else MISSING_TEXT
             text, short = lead.format(to_traditional(missing) if is_traditional(q.text) else missing) + text, ""
         others = self._other_stories(q, ev.passages, cited, short or highlights[0])
-        if others:
-            text += "\n另见：" + "；".join(f"{ev.passages[i].label}[{len(cited) + n}]" for n, i in enumerate(others, 1))
-            highlights = highlights + [best_sentence(ev.passages[i].text, q.text) for i in others]
+        if others:  # each other story with what it says, when the reader finds that: 《…》（…）：0.6亿元[2]
+            said = [self._said(q, ev.passages[i], short) for i in others]
+            text += OTHERS_LINE + "；".join(f"{ev.passages[i].label}{'：' + x if x else ''}[{len(cited) + n}]"
+                                         for n, (i, (x, _)) in enumerate(zip(others, said), 1))
+            highlights = highlights + [sentence for _, sentence in said]
         return Answer(text=text, citations=[passages[i] for i in cited] + [ev.passages[i] for i in others], grounded=True,
                       highlights=highlights, query=ev.query, question=q.text, short=short, missing=missing,
                       others=list(range(len(cited) + 1, len(cited) + len(others) + 1)))
@@ -390,6 +392,17 @@ class Assistant:
             out.append(i)
             stories.append(p.doc_id)
         return out
+
+    def _said(self, q: Query, passage: Passage, short: str) -> tuple[str, str]:
+        """What another story's passage answers (in the question's script; "" when the reader is unsure
+        of one, or it is the answer's own) and the sentence of the passage to highlight."""
+        span = self._span(q, [passage], select_sentences(q, [passage], self.retriever.idf, self.config))
+        if span is None:
+            return "", best_sentence(passage.text, q.text)
+        sentence = passage.text[span.sentence_start:span.sentence_end].strip()
+        if compact(span.text) == compact(short):
+            return "", sentence
+        return (to_traditional(span.text) if is_traditional(q.text) else to_simplified(span.text)), sentence
 
     def _span(self, q: Query, passages: list[Passage], candidates: list[Sentence]) -> Span | None:
         """The reader's short answer when it is confident enough (``config.short_min_confidence``)."""

@@ -17,7 +17,7 @@ from typing import Iterable
 
 import numpy as np
 
-from ..records import Answer, Passage
+from ..records import OTHERS_LINE, Answer, Passage
 from ..text import compact
 from .metrics import span_em, span_f1
 from .questions import Question, load_questions
@@ -144,6 +144,7 @@ class AnswerScores:
     short_given: float = 0.0  # share of grounded answers that have a short answer
     mean_short_chars: float = 0.0
     short_hit_rate: float = 0.0  # share of answerable questions whose short answer holds the gold (as hit_rate)
+    lead_hit_rate: float = 0.0  # hit_rate of the answer without its "另见：" line of other stories
 
 
 @dataclass
@@ -190,6 +191,7 @@ class EvalReport:
             lines += ["", "answers", "| measure | value |", "|---|---|"]
             if a.answerable:
                 lines.append(f"| answer hit rate | {a.hit_rate:.3f} ({a.hits}/{a.answerable}) |")
+                lines.append(f"| the same without the line of other stories (另见) | {a.lead_hit_rate:.3f} |")
                 lines.append(f"| answerable but declined | {a.wrongly_declined}/{a.answerable} |")
             lines.append(f"| mean answer length (chars, citation marks removed) | {a.mean_answer_chars:.1f} |")
             lines.append(f"| short answer EM / F1 (text F1) | {a.short_em:.3f} / {a.short_f1:.3f} ({a.text_f1:.3f}) |")
@@ -328,6 +330,7 @@ class _AnswerTally:
     # like the reports (BuildReport, BenchReport), typed counters with defaults: alike in shape, by design
 
     hits: int = 0
+    lead_hits: int = 0
     short_hits: int = 0
     wrongly_declined: int = 0
     declined_none: int = 0
@@ -363,6 +366,7 @@ class _AnswerTally:
             self.f1.append(scored["short_f1"])
             self.text_f1.append(span_f1(_CITATION.sub("", a.text) if a.grounded else "", q.answers))
         self.hits += ok
+        self.lead_hits += ok and answer_hit(a.text.split(OTHERS_LINE)[0], q)
         self.short_hits += bool(a.short) and answer_hit(a.short, q)
         self.wrongly_declined += declined
         if not ok and len(self.misses) < 50:
@@ -388,6 +392,7 @@ class _AnswerTally:
             short_given=sum(1 for x in shorts if x) / len(shorts) if shorts else 0.0,
             mean_short_chars=float(np.mean([x for x in shorts if x])) if any(shorts) else 0.0,
             short_hit_rate=self.short_hits / n if n else 0.0,
+            lead_hit_rate=self.lead_hits / n if n else 0.0,
         )
 
 
