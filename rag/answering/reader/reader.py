@@ -24,7 +24,7 @@ from .features import (FEATURE_NAMES, LEX_TABLES, NF, apply_lexical, question_in
 from .neural import NEURAL_FEATURES, PairEncoder, SpanHead, neural_features
 from .rules import COUNTED_CONFIDENCE, SHAPES_BY_KIND, apply_rules, counted, whole_date, whole_list, whole_number, widen
 from ...records import Passage
-from ...text import is_traditional, to_simplified, to_traditional
+from ...text import is_traditional, to_simplified
 from ...trees import Trees
 
 __all__ = ["Span", "Reader", "NeuralRanker", "Trees", "Candidates", "collect_candidates", "MODEL_DIR", "FORMAT_VERSION"]
@@ -75,14 +75,19 @@ class Candidates:
         return neural_features(self.sentence_keys(), self.spans - self.sentence[:, :1], read)
 
 
-def in_script_of(question: str, texts: list[str]) -> str:
-    """The question in the script most of ``texts`` are written in: the span head learnt from
-    questions in the script of their paragraphs (CMRC Simplified, DRCD Traditional), and reads a
-    Traditional question about Simplified articles better in Simplified (and the other way)."""
+def in_one_script(question: str, texts: list[str]) -> tuple[str, list[str]]:
+    """The question and the sentences the span head reads, in one script: it learnt from questions in
+    the script of their paragraphs (CMRC Simplified, DRCD Traditional). A Traditional question about
+    Simplified articles is read in Simplified; Traditional sentences asked about in Simplified are read
+    in Simplified where that keeps their length (the head's offsets are the sentence's own). Only t2s
+    is used: s2t's phrase tables cost the app 27 MB."""
     trad = sum(map(is_traditional, texts)) * 2 > len(texts)
     if trad == is_traditional(question):
-        return question
-    return to_traditional(question) if trad else to_simplified(question)
+        return question, texts
+    if not trad:
+        return to_simplified(question), texts
+    simplified = [to_simplified(t) for t in texts]
+    return question, [s if len(s) == len(t) else t for s, t in zip(simplified, texts)]
 
 
 def _sentences_of(question: Query, passages: list[Passage], sentences: list[Sentence] | None,
@@ -269,8 +274,8 @@ class Reader:
         """:func:`rag.answering.reader.neural.neural_features` of the candidates: the span head reads every
         sentence that holds one, with the question, through ``encoder``."""
         read = list(dict.fromkeys(cands.sentence_keys()))
-        texts = [passages[p].text[a:b] for p, a, b in read]
-        logits = self.neural.head.read(encoder, in_script_of(question.text, texts), texts)
+        asked, texts = in_one_script(question.text, [passages[p].text[a:b] for p, a, b in read])
+        logits = self.neural.head.read(encoder, asked, texts)
         return cands.neural_features(dict(zip(read, logits)))
 
     def confidence(self, best: float, second: float, neural: bool = False) -> float:
