@@ -22,6 +22,7 @@ _VARIANTS = {"一期": ("首期",), "首期": ("一期",), "成立": ("组建", 
              "会议": ("理事会", "大会", "座谈会", "论坛", "峰会", "推介会", "洽谈会")}
 _HAS_DIGIT = re.compile(r"\d")
 _HAS_TIME = re.compile(r"(\d{4}年|\d{1,2}月|\d{1,2}日|\d{4}-\d{2})")
+_HAS_REASON = re.compile(r"(因为|由于|原因|是为了|为了|导致|因此|所以|源于|缘于|归因于|之所以)")
 
 Idf = Callable[[str], float]
 # how an article marks the items of a list it announces with a colon: "——", "一是", "（一）", "1."
@@ -56,7 +57,8 @@ def select_sentences(question: Query, passages: list[Passage], idf: Idf, config:
     kind of thing asked (number, time, place, definition) and for higher-ranked passages."""
     terms = question.content_words
     asked = question.asked
-    wants = {_HAS_DIGIT: asked.number, _HAS_TIME: asked.time, _HAS_PLACE: asked.place, _HAS_EVENT: asked.event}
+    wants = {_HAS_DIGIT: asked.number, _HAS_TIME: asked.time, _HAS_PLACE: asked.place, _HAS_EVENT: asked.event,
+             _HAS_REASON: asked.kind == "reason"}
     wants_definition = asked.definition
     out: list[Sentence] = []
     for pi, p in enumerate(passages):
