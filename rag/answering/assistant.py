@@ -396,7 +396,8 @@ class Assistant:
     def _said(self, q: Query, passage: Passage, short: str) -> tuple[str, str]:
         """What another story's passage answers (in the question's script; "" when the reader is unsure
         of one, or it is the answer's own) and the sentence of the passage to highlight."""
-        span = self._span(q, [passage], select_sentences(q, [passage], self.retriever.idf, self.config))
+        # the lexical trees alone: the span head's e5 pass over another passage cost ~20 ms a question
+        span = self._span(q, [passage], select_sentences(q, [passage], self.retriever.idf, self.config), neural=False)
         if span is None:
             return "", best_sentence(passage.text, q.text)
         sentence = passage.text[span.sentence_start:span.sentence_end].strip()
@@ -404,10 +405,11 @@ class Assistant:
             return "", sentence
         return (to_traditional(span.text) if is_traditional(q.text) else to_simplified(span.text)), sentence
 
-    def _span(self, q: Query, passages: list[Passage], candidates: list[Sentence]) -> Span | None:
-        """The reader's short answer when it is confident enough (``config.short_min_confidence``)."""
+    def _span(self, q: Query, passages: list[Passage], candidates: list[Sentence], neural: bool = True) -> Span | None:
+        """The reader's short answer when it is confident enough (``config.short_min_confidence``);
+        ``neural=False`` reads with the lexical trees alone."""
         try:
-            span = self.reader.read(q, passages, candidates, encoder=self.retriever.reader_encoder)
+            span = self.reader.read(q, passages, candidates, encoder=self.retriever.reader_encoder if neural else None)
         except Exception:  # noqa: BLE001 - a reader fault costs the short answer, never the answer
             log.exception("reader failed on %r; answering with sentences only", q.text)
             return None
