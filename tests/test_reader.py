@@ -11,7 +11,7 @@ from rag.errors import RagError
 from rag.answering.extractive import select_sentences
 from rag.query import Query
 from rag.answering.reader.reader import MODEL_DIR, Reader, Span, Trees
-from rag.answering.reader.reader import in_one_script
+from rag.answering.reader.reader import question_for_head
 from rag.answering.reader.rules import unit, whole_date, whole_number
 from rag.records import Passage
 from rag.text import compact, strip_pinyin_noise, to_simplified
@@ -140,9 +140,9 @@ def test_a_year_or_month_is_never_cut_from_its_unit(question, text, span, whole)
 def test_a_traditional_question_about_simplified_articles_is_read_in_simplified():
     simplified, traditional = "联盟是哪一年成立的？", "聯盟是哪一年成立的？"
     trad_texts = ["三峽集團牽頭組建長江生態環保產業聯盟。", "會上簽約12家。"]
-    assert in_one_script(traditional, ["三峡集团牵头组建。"]) == (simplified, ["三峡集团牵头组建。"])
-    assert in_one_script(traditional, trad_texts) == (traditional, trad_texts)
-    assert in_one_script(simplified, trad_texts) == (simplified, trad_texts)  # read as asked (measured)
+    assert question_for_head(traditional, ["三峡集团牵头组建。"]) == simplified
+    assert question_for_head(traditional, trad_texts) == traditional
+    assert question_for_head(simplified, trad_texts) == simplified  # read as asked (measured)
 
 
 def test_how_many_of_a_unit_prefers_the_number_counted_in_it():

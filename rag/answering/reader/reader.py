@@ -75,16 +75,16 @@ class Candidates:
         return neural_features(self.sentence_keys(), self.spans - self.sentence[:, :1], read)
 
 
-def in_one_script(question: str, texts: list[str]) -> tuple[str, list[str]]:
-    """The question and the sentences the span head reads: a Traditional question about Simplified
-    articles is read in Simplified (the head learnt from questions in the script of their paragraphs,
-    CMRC Simplified and DRCD Traditional). A Simplified question about Traditional articles is read as
+def question_for_head(question: str, texts: list[str]) -> str:
+    """The question as the span head reads it with ``texts``: a Traditional question about Simplified
+    articles in Simplified (the head learnt from questions in the script of their paragraphs, CMRC
+    Simplified and DRCD Traditional). A Simplified question about Traditional articles is read as
     asked: putting the sentences into Simplified read worse (DRCD held-out asked in Simplified, short
     F1 0.695 -> 0.688), and putting the question into Traditional read a little better (0.703) but
     needs s2t, whose phrase tables cost the seed app 12 MiB of its peak."""
     if is_traditional(question) and sum(map(is_traditional, texts)) * 2 <= len(texts):
-        return to_simplified(question), texts
-    return question, texts
+        return to_simplified(question)
+    return question
 
 
 def _sentences_of(question: Query, passages: list[Passage], sentences: list[Sentence] | None,
@@ -271,8 +271,8 @@ class Reader:
         """:func:`rag.answering.reader.neural.neural_features` of the candidates: the span head reads every
         sentence that holds one, with the question, through ``encoder``."""
         read = list(dict.fromkeys(cands.sentence_keys()))
-        asked, texts = in_one_script(question.text, [passages[p].text[a:b] for p, a, b in read])
-        logits = self.neural.head.read(encoder, asked, texts)
+        texts = [passages[p].text[a:b] for p, a, b in read]
+        logits = self.neural.head.read(encoder, question_for_head(question.text, texts), texts)
         return cands.neural_features(dict(zip(read, logits)))
 
     def confidence(self, best: float, second: float, neural: bool = False) -> float:
