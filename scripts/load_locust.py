@@ -27,20 +27,12 @@ from pathlib import Path
 import httpx
 
 from app_process import cpu_seconds, free_port, rss_mib, stop
+from load_test import QUERIES
 
 ROOT = Path(__file__).resolve().parent.parent
 
-QUESTIONS = [
-    "江岸签约了哪些项目？",
-    "宝钢黄石新港二期工程是哪一年开工的？",
-    "江岸簽約了哪些項目？",
-    "江阴绿色发展有哪些举措",
-    "南粤赣商如何助力江西环保产业",
-    "长江经济带高质量发展座谈会在哪里举办",
-    "宜昌点军区集中开工了几个项目",
-    "三峡集团每年用于长江流域大保护的投资有多少？",
-    "月球上有没有长江",  # not in the articles: declined
-]
+# scripts/load_test.py's questions (the first checked in every reply; the last declined) and one more
+QUESTIONS = [*QUERIES[:-1], "三峡集团每年用于长江流域大保护的投资有多少？", QUERIES[-1]]
 SEARCHES = ["宝钢黄石新港二期", "长江生态环保", "江岸 签约", "三峡集团 投资", "绿道", "观鸟台", "江阴绿色发展"]
 # the first question's answer is checked in every reply to it: a wrong answer under load is an error
 CHECKED = ("江岸签约了哪些项目？", "等6个项目签约江岸")
