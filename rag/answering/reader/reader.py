@@ -19,6 +19,7 @@ from ...errors import RagError
 from ...config import Config
 from ..extractive import Sentence, select_sentences, sentence_spans
 from ...query import Query
+from .extent import EXTENT_FILE, Extent
 from .features import (FEATURE_NAMES, LEX_TABLES, NF, apply_lexical, question_info,
                               sentence_candidates)
 from .neural import NEURAL_FEATURES, PairEncoder, SpanHead, neural_features
@@ -172,13 +173,15 @@ class Reader:
     PRUNE_KEEP = 64  # candidates scored by all the trees
 
     def __init__(self, trees: Trees, lex: dict[str, np.ndarray], calibration: tuple[float, float, float],
-                 meta: dict | None = None, max_sentences: int = MAX_SENTENCES, neural: NeuralRanker | None = None):
+                 meta: dict | None = None, max_sentences: int = MAX_SENTENCES, neural: NeuralRanker | None = None,
+                 extent: Extent | None = None):
         self.trees = trees
         self.lex = lex
         self.calibration = calibration
         self.meta = meta or {}
         self.max_sentences = max_sentences
         self.neural = neural
+        self.extent = extent  # how much of its sentence the answer takes (with the span head's scores only)
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> "Reader":
@@ -215,7 +218,12 @@ class Reader:
                                "scripts/train_reader.py") from e
             nc = info["calibration"]
             neural = NeuralRanker(head, neural_trees, (nc["a"], nc["b"], nc["c"]))
-        return cls(trees, lex, (cal["a"], cal["b"], cal["c"]), meta, neural=neural)
+        try:
+            extent = Extent.load(folder)
+        except (OSError, ValueError, KeyError) as e:
+            raise RagError(f"cannot load the reader's extent stage from {folder}: {e}; retrain it with "
+                           "scripts/train_extent.py") from e
+        return cls(trees, lex, (cal["a"], cal["b"], cal["c"]), meta, neural=neural, extent=extent)
 
     def save(self, path: str | Path, meta: dict | None = None) -> None:
         folder = Path(path)
@@ -242,6 +250,10 @@ class Reader:
                 info["neural"]["top_layers"] = TOP_LAYERS_FILE
         else:
             info.pop("neural", None)
+        if self.extent is not None:
+            self.extent.save(folder)
+        else:  # an extent stage learned on other trees' scores would misread these: retrain it (train_extent.py)
+            (folder / EXTENT_FILE).unlink(missing_ok=True)
         (folder / "reader.json").write_text(json.dumps(info, ensure_ascii=False, indent=1), encoding="utf-8")
 
     def score(self, cands: Candidates, neural: np.ndarray | None = None, prune: bool = True) -> np.ndarray:
@@ -305,6 +317,9 @@ class Reader:
             cands.spans[:, 1] > cands.spans[i, 0])
         others = scores[~same & np.isfinite(scores)]
         second = float(others.max()) if len(others) else best - 5.0
+        if self.extent is not None and nn is not None:  # the best span, or a longer one of its sentence holding it
+            i = self.extent.choose(question, [p.text for p in passages], cands.passage, cands.sentence, cands.spans,
+                                   scores, i, cands.features, nn)
         p, (a, b), (sa, sb) = int(cands.passage[i]), cands.spans[i].tolist(), cands.sentence[i].tolist()
         b = whole_list(question, passages[p].text, a, b, sb)
         b = whole_number(passages[p].text, a, b, sb)
