@@ -141,7 +141,7 @@ def options_of(reader: Reader, g: Group, p_long: float):
     sentence = sentences_of(g)
     passage = g.spans[:, 0]
     spans = g.spans[:, 1:]
-    opts = extent_options(passage, sentence, spans, scores, best)
+    opts = extent_options(g.passages, passage, sentence, spans, scores, best)
     q = Query.of(g.question)
     X = extent_features(p_long, q.asked.kind, q.text, g.passages, passage, sentence, spans, scores, opts, g.X, g.nn)
     return X, g.f1[opts]
