@@ -54,7 +54,7 @@ _NN = [NEURAL_FEATURES.index(n) for n in ("nn_start", "nn_end", "nn_logprob")]
 _OWN = [FEATURE_NAMES.index(n) for n in ("whole_clause", "multi_clause", "clause_len", "n_dun", "ends_deng")]
 _CLAUSE_MARK = re.compile(r"[，,；;：:]")
 _TRAILING = re.compile(r"[\s。．.！!？?；;，,、：:”’」』）)\]】]*")
-_REASON_CUE = re.compile(r"因为|由于|因此|所以|原因|是因|导致|为了|以便|使得|從而|从而|因")
+_REASON_CUE = re.compile(r"因|由于|所以|导致|为了|以便|使得|从而")  # 因: 因为, 因此, 原因, 是因
 _WS = re.compile(r"\s\s+")
 _COPULA = re.compile(r"[是指为即乃系叫称作]+")
 
