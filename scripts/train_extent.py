@@ -247,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
             out.append(int(np.argmax(gain)) + 1 if len(gain) and gain.max() > margin else 0)
         return out
 
-    margins = (0.0, 0.02, 0.05, 0.1)
+    margins = (-0.05, -0.02, 0.0, 0.02, 0.05, 0.1)
     results = {}
     for name, data in (("validation: guard half", [x for x in va if x[0].set != "crud"]),
                        ("validation: CRUD", [x for x in va if x[0].set == "crud"])):
