@@ -53,13 +53,19 @@ def test_the_options_are_the_best_span_and_the_longer_spans_of_its_sentence_hold
     assert extent_options([TEXT], passage, sentence, spans, scores, 0).tolist() == [0, 1]
 
 
-def test_a_longer_span_adding_only_a_copula_is_no_option():
+def test_a_longer_span_adding_only_a_copula_or_a_function_word_is_no_option():
     text = "“汛限水位”是指水库在汛期允许兴利蓄水的上限水位。"
     a, b = text.index("水库在"), text.index("。")
     spans = np.array([[a, b], [a - 1, b], [a - 2, b], [0, b]])
     options = extent_options([text], np.zeros(4, np.int64), np.array([[0, len(text)]] * 4), spans,
                              np.array([2.0, 1.0, 1.0, 0.5]), 0)
     assert [text[x:y] for x, y in spans[options]] == ["水库在汛期允许兴利蓄水的上限水位", "“汛限水位”是指水库在汛期允许兴利蓄水的上限水位"]
+    text = "为进一步提升资源环境司法审判在长江大保护生态修复中的成效，双方签订协议。"
+    a, b = text.index("进一步"), text.index("在长江")
+    spans = np.array([[a, b], [a, b + 1], [a - 1, b + 1], [a, text.index("，")]])
+    options = extent_options([text], np.zeros(4, np.int64), np.array([[0, len(text)]] * 4), spans,
+                             np.array([2.0, 1.0, 1.0, 0.5]), 0)
+    assert [text[x:y] for x, y in spans[options]] == ["进一步提升资源环境司法审判", "进一步提升资源环境司法审判在长江大保护生态修复中的成效"]
 
 
 def test_the_features_say_how_each_option_extends_the_best_span():
