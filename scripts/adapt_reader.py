@@ -111,8 +111,10 @@ def collect_crud(index: str, qa: str, recorder: Recorder) -> list[Group]:
     return out
 
 
-def collect_guard(pairs: list[list[str]], recorder: Recorder) -> list[Group]:
-    """The reader's CMRC / DRCD validation questions (never trained on), gold paragraph given."""
+def collect_gold_paragraph(pairs: list[str], recorder: Recorder, part: str = "validation") -> list[Group]:
+    """The reader's CMRC / DRCD questions of one part, gold paragraph given: ``validation`` (never
+    trained on; the guard) or ``train`` (the reader's training questions, for ``train_extent.py``).
+    ``pairs``: articles and questions files, alternating."""
     from rag.embedding import E5Int8Embedder
 
     encoder = E5Int8Embedder()
@@ -122,7 +124,7 @@ def collect_guard(pairs: list[list[str]], recorder: Recorder) -> list[Group]:
         name = Path(qa).name.split("_")[0]
         items = load_set(name, articles, qa)
         idf = make_idf(sorted({it.text for it in items if not reader_held_out(it.article)}))
-        chosen = [it for it in items if validation(it.article) and not reader_held_out(it.article)]
+        chosen = [it for it in items if validation(it.article) == (part == "validation") and not reader_held_out(it.article)]
         for it in tqdm(chosen, desc=name, unit="question"):
             q = Query.of(it.question)
             passages = [passage_of(it)]
@@ -131,7 +133,7 @@ def collect_guard(pairs: list[list[str]], recorder: Recorder) -> list[Group]:
             if recorder.last is None or len(recorder.last[0]) == 0:
                 continue
             X, nn, spans, texts = recorder.last
-            out.append(Group(name, "validation", it.id, X, nn, spans, np.array([span_f1(t, it.answers) for t in texts]),
+            out.append(Group(name, part, it.id, X, nn, spans, np.array([span_f1(t, it.answers) for t in texts]),
                              it.question, recorder.read_passages, it.answers))
     return out
 
@@ -363,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
     if gpath.exists():
         guard = pickle.loads(gpath.read_bytes())
     else:
-        guard = collect_guard(args.guard, Recorder(base))
+        guard = collect_gold_paragraph(args.guard, Recorder(base))
         gpath.write_bytes(pickle.dumps(guard, protocol=5))
     log.info("candidates recorded: %d CRUD questions, %d guard questions (%.0f s)", len(crud), len(guard), time.time() - t0)
     if args.collect_only:

@@ -35,14 +35,12 @@ from pathlib import Path
 import numpy as np
 
 from adapt_reader import Group, _replay, grade  # noqa: F401  (Group: for unpickling the recordings)
-from eval_reader import held_out, load_set, make_idf, passage_of, validation
-from rag.answering.extractive import select_sentences, sentence_spans
+from eval_reader import held_out, load_set, validation
+from rag.answering.extractive import sentence_spans
 from rag.answering.reader.extent import (EXTENT_FEATURES, KINDS, LONG_ANSWER_CHARS, SHORT_KINDS, Extent,
                                          LongAnswerOdds, extent_features, extent_options)
 from rag.answering.reader.reader import MODEL_DIR, Reader
-from rag.config import Config
 from rag.eval.evaluation import load_questions
-from rag.eval.metrics import span_f1
 from rag.eval.split import story_parts
 from rag.query import Query
 from rag.trees import Trees
@@ -57,24 +55,9 @@ def _fold(key: str) -> int:
 
 def collect(pairs: list[list[str]], out: Path) -> None:
     """Record the reader's candidates on its own CMRC/DRCD training questions (gold paragraph given)."""
-    from tqdm import tqdm
+    from adapt_reader import Recorder, collect_gold_paragraph
 
-    from adapt_reader import Recorder
-    from rag.embedding import E5Int8Embedder
-
-    recorder, encoder, config, groups = Recorder(Reader.load()), E5Int8Embedder(), Config(), []
-    for name, (articles, qa) in pairs:
-        items = load_set(name, articles, qa)
-        idf = make_idf(sorted({it.text for it in items if not held_out(it.article)}))
-        for it in tqdm([it for it in items if not validation(it.article) and not held_out(it.article)], desc=name):
-            q, passages = Query.of(it.question), [passage_of(it)]
-            recorder.last = None
-            recorder.read(q, passages, select_sentences(q, passages, idf, config), encoder=encoder)
-            if recorder.last is None or len(recorder.last[0]) == 0:
-                continue
-            X, nn, spans, texts = recorder.last
-            groups.append(Group(name, "train", it.id, X, nn, spans, np.array([span_f1(t, it.answers) for t in texts]),
-                                it.question, recorder.read_passages, it.answers))
+    groups = collect_gold_paragraph([f for pair in pairs for f in pair], Recorder(Reader.load()), "train")
     with open(out, "wb") as f:
         pickle.dump(groups, f)
 
@@ -111,17 +94,8 @@ def fit_odds(rows, C: float) -> tuple[LongAnswerOdds, object]:
 
 
 def pruned_scores(reader: Reader, g: Group) -> np.ndarray:
-    """The neural trees' scores as ``Reader.score`` gives them (all trees on the first trees' best 64)."""
-    X = np.hstack([g.X, g.nn]) if g.nn is not None else g.X
-    trees = reader.neural.trees if g.nn is not None else reader.trees
-    stage, keep = reader.PRUNE_TREES, reader.PRUNE_KEEP
-    if len(X) <= keep:
-        return trees.predict(X)
-    s = trees.predict(X, 0, stage)
-    top = np.argpartition(-s, keep)[:keep]
-    out = np.full(len(X), -np.inf)
-    out[top] = s[top] + trees.predict(X[top], stage)
-    return out
+    """The trees' scores as ``Reader.score`` gives them (all trees on the first trees' best 64)."""
+    return reader.predict(np.hstack([g.X, g.nn]) if g.nn is not None else g.X, g.nn is not None)
 
 
 def sentences_of(g: Group) -> np.ndarray:
@@ -174,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
 
     cache = Path(args.cache)
     if args.collect:
-        collect([("cmrc2018", args.cmrc), ("drcd", args.drcd)], cache / "train.pkl")
+        collect([args.cmrc, args.drcd], cache / "train.pkl")
     rows, key_of = question_sets(args)
     log.info("question model: %d training questions, %.3f long", len(rows),
              np.mean([len(a) >= LONG_ANSWER_CHARS for *_, a in rows]))

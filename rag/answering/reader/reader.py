@@ -264,10 +264,12 @@ class Reader:
             return np.zeros(0)
         X = cands.features.copy()
         apply_lexical(X, cands.word_keys, self.lex)
-        trees = self.trees
-        if neural is not None:
-            X = np.hstack([X, neural])
-            trees = self.neural.trees
+        return self.predict(X if neural is None else np.hstack([X, neural]), neural is not None, prune)
+
+    def predict(self, X: np.ndarray, neural: bool, prune: bool = True) -> np.ndarray:
+        """:meth:`score` of feature rows (word tables applied; with the ``NEURAL_FEATURES`` columns
+        and the neural ranker's trees when ``neural``)."""
+        trees = self.neural.trees if neural else self.trees
         stage, keep = self.PRUNE_TREES, self.PRUNE_KEEP
         if not prune or len(X) <= keep or len(trees.roots) <= stage:
             return trees.predict(X)
