@@ -166,8 +166,10 @@ class Extent:
     def choose(self, question: Query, texts: list[str], passage: np.ndarray, sentence: np.ndarray,
                spans: np.ndarray, scores: np.ndarray, best: int, features: np.ndarray, neural: np.ndarray) -> int:
         """The option with the largest predicted gain above ``margin``, else the best span."""
+        if question.asked.kind in SHORT_KINDS:
+            return best
         options = extent_options(texts, passage, sentence, spans, scores, best)
-        if len(options) < 2 or question.asked.kind in SHORT_KINDS:
+        if len(options) < 2:
             return best
         X = extent_features(self.odds.probability(question.text), question.asked.kind, question.text, texts,
                             passage, sentence, spans, scores, options, features, neural)
